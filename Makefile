@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine: `make dev` and `make test`. Each bootstraps .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: dev test lint format build bench clean browser
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+dev: $(STAMP) ## run the whole stack locally (DynamoDB, HTTP, WebSocket, fan-out, sweeper)
+	$(BIN)/pts dev
+
+test: $(STAMP) ## every test: unit, template checks and sam build, integration, browser
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sam validate --lint
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+build: $(STAMP) ## sam build: Lambda artifacts for python3.13 on arm64, no Docker needed
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build
+
+clean:
+	rm -rf .aws-sam build dist

@@ -1,0 +1,306 @@
+"""The HTTP API (SPEC §4) as a Starlette app: on AWS behind Lambda Web Adapter and a
+response-streaming Function URL, locally under uvicorn — the same app either way."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from pts.config import Settings
+from pts.driver import StreamDriver
+from pts.sources import GenerationRequest, Source, aiter_source, load_source
+from pts.storage import Status, Stream, StreamStore
+
+logger = logging.getLogger(__name__)
+
+MAX_PROMPT_BYTES = 32 * 1024
+MAX_BODY_BYTES = 64 * 1024
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DELETE_WAIT_SECONDS = 3.0
+
+
+class ApiError(Exception):
+    """An error the client caused: answered as `{"error": message}` with `status`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# -- request parsing --------------------------------------------------------------------
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(400, f"request body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ApiError(400, "request body is not valid UTF-8") from error
+    except json.JSONDecodeError as error:
+        raise ApiError(400, f"request body is not valid JSON: {error.msg}") from error
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    return body
+
+
+def _utf8_size(value: str, name: str) -> int:
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError as error:
+        raise ApiError(400, f"{name} is not valid UTF-8 text (lone surrogate?)") from error
+
+
+def _identifier(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ApiError(400, f"{name} must be a non-empty string")
+    return value
+
+
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class Api:
+    """The route handlers, bound to one store and one text source."""
+
+    def __init__(self, settings: Settings, store: StreamStore, source: Source) -> None:
+        self.settings = settings
+        self.store = store
+        self.source = source
+        self.drivers: dict[str, StreamDriver] = {}
+
+    async def _authorized_stream(
+        self, request: Request, stream_id: str, *, missing: str = "stream"
+    ) -> Stream:
+        """The stream, if the request carries its drive token (401, 404, 403 in that order)."""
+        token = _bearer_token(request)
+        if token is None:
+            raise ApiError(401, "missing drive token: send 'Authorization: Bearer <driveToken>'")
+        stream = None
+        if ID_PATTERN.fullmatch(stream_id):
+            stream = await run_in_threadpool(self.store.get_stream, stream_id)
+        if stream is None:
+            raise ApiError(404, f"unknown {missing}")
+        if not stream.token_matches(token):
+            raise ApiError(403, "wrong drive token for this stream")
+        return stream
+
+    # -- routes ------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def page(self, request: Request) -> Response:
+        html = resources.files("pts.web").joinpath("index.html").read_text("utf-8")
+        return HTMLResponse(html)
+
+    async def create_chat(self, request: Request) -> Response:
+        body = await _json_object(request)
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            raise ApiError(400, "prompt must be a string")
+        size = _utf8_size(prompt, "prompt")
+        if not 1 <= size <= MAX_PROMPT_BYTES:
+            raise ApiError(400, f"prompt must be 1 to {MAX_PROMPT_BYTES} bytes of UTF-8")
+        chat, token = await run_in_threadpool(self.store.create_chat, prompt)
+        return JSONResponse(
+            {"chatId": chat.chat_id, "streamId": chat.stream_id, "driveToken": token},
+            status_code=201,
+        )
+
+    async def list_chats(self, request: Request) -> Response:
+        chats = await run_in_threadpool(self.store.list_chats)
+        return JSONResponse(
+            {
+                "chats": [
+                    {
+                        "chatId": c.chat_id,
+                        "prompt": c.prompt,
+                        "streamId": c.stream_id,
+                        "createdAt": c.created_at,
+                    }
+                    for c in chats
+                ]
+            }
+        )
+
+    async def drive(self, request: Request) -> Response:
+        body = await _json_object(request)
+        stream_id = _identifier(body.get("streamId"), "streamId")
+        stream = await self._authorized_stream(request, stream_id)
+        if stream.status is not Status.PENDING or not await run_in_threadpool(
+            self.store.claim, stream_id
+        ):
+            raise ApiError(409, f"stream is not pending (it is {stream.status}): driven already")
+        chat = None
+        if stream.chat_id:
+            chat = await run_in_threadpool(self.store.get_chat, stream.chat_id)
+        request_ = GenerationRequest(chat.prompt if chat else "", stream_id, stream.chat_id)
+        driver = StreamDriver(
+            self.store,
+            stream_id,
+            aiter_source(self.source, request_),
+            max_delay=self.settings.batch_max_delay,
+            max_bytes=self.settings.batch_max_bytes,
+        )
+        self.drivers[stream_id] = driver
+        driver.start().add_done_callback(lambda _: self.drivers.pop(stream_id, None))
+        return StreamingResponse(
+            driver.text(),
+            media_type="text/plain; charset=utf-8",
+            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        )
+
+    async def get_stream(self, request: Request) -> Response:
+        stream_id = request.path_params["stream_id"]
+        body = None
+        if ID_PATTERN.fullmatch(stream_id):
+            body = await run_in_threadpool(self.store.read, stream_id)
+        if body is None:
+            raise ApiError(404, "unknown stream")
+        payload = {"streamId": stream_id, "text": body.text, "status": body.status, "seq": body.seq}
+        if body.status is Status.ERROR:
+            payload["error"] = body.error or "unknown error"
+        return JSONResponse(payload)
+
+    async def cancel(self, request: Request) -> Response:
+        stream = await self._authorized_stream(request, request.path_params["stream_id"])
+        if not await self._cancel(stream):
+            raise ApiError(409, f"stream already ended (status {stream.status})")
+        return JSONResponse({"status": "cancelled"}, status_code=202)
+
+    async def delete_chat(self, request: Request) -> Response:
+        chat_id = request.path_params["chat_id"]
+        if _bearer_token(request) is None:
+            raise ApiError(401, "missing drive token: send 'Authorization: Bearer <driveToken>'")
+        chat = None
+        if ID_PATTERN.fullmatch(chat_id):
+            chat = await run_in_threadpool(self.store.get_chat, chat_id)
+        if chat is None:
+            raise ApiError(404, "unknown chat")
+        stream = await self._authorized_stream(request, chat.stream_id, missing="chat")
+        if not stream.status.terminal and await self._cancel(stream):
+            await self._wait_until_ended(stream)
+        await run_in_threadpool(self.store.delete_chat, chat)
+        return Response(status_code=204)
+
+    # -- cancelling --------------------------------------------------------------------
+
+    async def _cancel(self, stream: Stream) -> bool:
+        """Ask the stream to stop; False if it had already ended."""
+        if stream.status.terminal:
+            return False
+        state = await run_in_threadpool(self.store.request_cancel, stream.stream_id)
+        if state is None:
+            return False
+        # The driver may run in this very process: stop it now instead of at its next poll.
+        if driver := self.drivers.get(stream.stream_id):
+            driver.cancel()
+        return True
+
+    async def _wait_until_ended(self, stream: Stream) -> None:
+        """Give the stream's driver time to flush and store `cancelled` (viewers see it)."""
+        deadline = asyncio.get_running_loop().time() + DELETE_WAIT_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            current = await run_in_threadpool(self.store.get_stream, stream.stream_id)
+            if current is None or current.status.terminal:
+                return
+            await asyncio.sleep(0.1)
+        # Its driver is gone (a crashed instance): end the stream on its behalf.
+        await run_in_threadpool(self.store.finish, stream.stream_id, Status.CANCELLED, stream.seq)
+
+    async def shutdown(self) -> None:
+        """Stop live streams cleanly: each is flushed and stored as `cancelled`."""
+        drivers = list(self.drivers.values())
+        for driver in drivers:
+            driver.cancel()
+        await asyncio.gather(*(d.start() for d in drivers), return_exceptions=True)
+
+
+# -- the app ----------------------------------------------------------------------------
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": "internal error"}, status_code=500)
+
+
+def create_app(
+    settings: Settings | None = None,
+    store: StreamStore | None = None,
+    source: Source | None = None,
+) -> Starlette:
+    """The ASGI app. With no arguments everything comes from the environment."""
+    settings = settings or Settings.from_env()
+    store = store or StreamStore(settings.table, retention_days=settings.retention_days)
+    source = source or load_source(settings.generator, settings.extra)
+    api = Api(settings, store, source)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await api.shutdown()
+
+    routes = [
+        Route("/", api.page, methods=["GET"]),
+        Route("/healthz", api.health, methods=["GET"]),
+        Route("/chats", api.create_chat, methods=["POST"]),
+        Route("/chats", api.list_chats, methods=["GET"]),
+        Route("/chats/{chat_id}", api.delete_chat, methods=["DELETE"]),
+        Route("/chat-stream", api.drive, methods=["POST"]),
+        Route("/streams/{stream_id}", api.get_stream, methods=["GET"]),
+        Route("/streams/{stream_id}/cancel", api.cancel, methods=["POST"]),
+    ]
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        ApiError: _api_error,
+        HTTPException: _http_error,
+        Exception: _server_error,
+    }
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type"],
+                max_age=600,
+            )
+        ],
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )
+    app.state.api = api
+    return app

@@ -1,0 +1,96 @@
+"""Read `template.yaml`: tables, functions and their environment, as deployed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def default_path() -> Path:
+    """`template.yaml` of the project in the working directory, else of this checkout."""
+    here = Path.cwd() / "template.yaml"
+    return here if here.exists() else ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short-form tags (`!Ref X` → `{"Ref": "X"}`)."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    logical_id: str
+    code_uri: Path
+    handler: str
+    environment: Mapping[str, Any]
+    events: Mapping[str, Any]
+
+
+class Template:
+    """The parts of the SAM template the local stack needs, with Globals applied."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path = path or default_path()
+        self.body: dict[str, Any] = yaml.load(path.read_text(), Loader=_CfnLoader)
+        self.resources: dict[str, Any] = self.body.get("Resources", {})
+
+    def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {
+            name: resource.get("Properties", {})
+            for name, resource in self.resources.items()
+            if resource.get("Type") == resource_type
+        }
+
+    def parameter_defaults(self) -> dict[str, str]:
+        return {
+            name: str(spec["Default"])
+            for name, spec in self.body.get("Parameters", {}).items()
+            if "Default" in spec
+        }
+
+    def tables(self) -> dict[str, dict[str, Any]]:
+        return self.of_type("AWS::DynamoDB::Table")
+
+    def functions(self) -> dict[str, Function]:
+        defaults = self.body.get("Globals", {}).get("Function", {})
+        shared_env = defaults.get("Environment", {}).get("Variables", {})
+        functions = {}
+        for name, props in self.of_type("AWS::Serverless::Function").items():
+            env = {**shared_env, **props.get("Environment", {}).get("Variables", {})}
+            functions[name] = Function(
+                logical_id=name,
+                code_uri=self.path.parent / props.get("CodeUri", defaults.get("CodeUri", ".")),
+                handler=props.get("Handler", defaults.get("Handler", "")),
+                environment=env,
+                events=props.get("Events", {}),
+            )
+        return functions
+
+    def resolve(self, value: Any, refs: Mapping[str, str]) -> str | None:
+        """A value with `Ref`s resolved from `refs`; None if it needs anything else."""
+        if isinstance(value, str | int | float):
+            return str(value)
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            return refs.get(value["Ref"])
+        return None

@@ -1,0 +1,113 @@
+"""The one interface every text source implements.
+
+A *source* (the Convex component calls it a generator, as in `generateChat`) is any callable
+that takes a `GenerationRequest` and returns the reply as an iterable of text pieces:
+
+- an **async iterable** (an `async def … yield` function, httpx-style streaming), or
+- a plain **sync iterable** (a `def … yield` function, boto3-style blocking calls). The
+  driver advances it in a worker thread (see `aiter_source`), so it never blocks the event
+  loop.
+
+The pieces, joined, are the reply. Raising an exception ends the stream with status
+`error` (its message is kept); text yielded before the error is kept too. A user-written
+source is five lines:
+
+    from pts.sources import GenerationRequest
+
+    async def shout(request: GenerationRequest):
+        for word in request.prompt.split():
+            yield word.upper() + " "
+
+and is plugged in with `PTS_GENERATOR=mypackage.mymodule:make_source`, where
+`make_source(env)` returns it (see `pts.sources.load_source`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """What a source is asked to continue."""
+
+    prompt: str
+    stream_id: str
+    chat_id: str | None = None
+
+
+class Source(Protocol):
+    """A callable producing the reply to one request as text pieces (sync or async)."""
+
+    def __call__(self, request: GenerationRequest) -> AsyncIterable[str] | Iterable[str]: ...
+
+
+_END = object()
+
+
+async def aiter_source(source: Source, request: GenerationRequest) -> AsyncGenerator[str, None]:
+    """Run `source` for `request` and yield its pieces asynchronously, whatever its kind.
+
+    Sync iterables are advanced one piece at a time in a worker thread, so a blocking SDK
+    never stalls the event loop. Closing this iterator (a `break`, a cancellation) closes the
+    underlying one as well, so a source's `finally` (closing an HTTP response) still runs.
+    Blocking work must happen inside the iteration, not in the call itself: the call runs on
+    the event loop.
+    """
+    pieces = source(request)
+    if isinstance(pieces, AsyncIterable):
+        inner = aiter(pieces)
+        try:
+            async for piece in inner:
+                yield _checked(piece)
+        finally:
+            aclose = getattr(inner, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        return
+    if isinstance(pieces, str | list | tuple):
+        # Already materialised: nothing can block, so no thread hop.
+        for piece in pieces:
+            yield _checked(piece)
+        return
+    it = iter(pieces)
+    # One lock owns the iterator: a `next()` still running in its thread when we are closed
+    # finishes first, then the closer runs (closing a running generator is an error).
+    lock = threading.Lock()
+
+    def step() -> object:
+        with lock:
+            return next(it, _END)
+
+    try:
+        while True:
+            piece = await asyncio.to_thread(step)
+            if piece is _END:
+                return
+            yield _checked(piece)
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            if lock.acquire(blocking=False):
+                try:
+                    close()
+                finally:
+                    lock.release()
+            else:
+                # Cancelled while a step still runs in its thread: close once it returns.
+                threading.Thread(target=_close_when_free, args=(lock, close), daemon=True).start()
+
+
+def _close_when_free(lock: threading.Lock, close: Callable[[], object]) -> None:
+    with lock:
+        close()
+
+
+def _checked(piece: object) -> str:
+    if not isinstance(piece, str):
+        raise TypeError(f"a source must yield str pieces, got {type(piece).__name__}")
+    return piece

@@ -1,0 +1,65 @@
+"""Mark streams that stopped, or never started, `timeout` (SPEC §6).
+
+A driver that dies (a crashed Lambda, a lost container) leaves its stream `streaming`
+forever; a chat nobody drives stays `pending`. The sweeper runs on a schedule, reads only
+live streams (the sparse `ActiveStreams` index) and ends the stale ones, conditionally, so
+it never races a driver that is still writing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from pts.config import Settings
+from pts.storage import Status, StreamStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    timed_out: list[str]
+    checked: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {"timedOut": self.timed_out, "checked": self.checked}
+
+
+def sweep(
+    store: StreamStore, *, idle_timeout: float, pending_timeout: float, now: float | None = None
+) -> SweepResult:
+    now = time.time() if now is None else now
+    timed_out: list[str] = []
+    checked = 0
+    for stream_id, updated_at in store.active_streams(Status.PENDING, now - pending_timeout):
+        checked += 1
+        if store.finish(
+            stream_id, Status.TIMEOUT, 0, from_statuses=(Status.PENDING,), updated_at=updated_at
+        ):
+            timed_out.append(stream_id)
+    for stream_id, updated_at in store.active_streams(Status.STREAMING, now - idle_timeout):
+        checked += 1
+        seq, last_write = store.last_batch(stream_id) or (0, updated_at)
+        if last_write >= now - idle_timeout:
+            continue
+        if store.finish(
+            stream_id,
+            Status.TIMEOUT,
+            seq,
+            f"no text for {idle_timeout:.0f} s",
+            updated_at=updated_at,
+        ):
+            timed_out.append(stream_id)
+    if timed_out:
+        logger.info("timed out %d stream(s): %s", len(timed_out), timed_out)
+    return SweepResult(timed_out, checked)
+
+
+def sweep_from_env(settings: Settings | None = None) -> SweepResult:
+    settings = settings or Settings.from_env()
+    store = StreamStore(settings.table, retention_days=settings.retention_days)
+    return sweep(
+        store, idle_timeout=settings.idle_timeout, pending_timeout=settings.pending_timeout
+    )

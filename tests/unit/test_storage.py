@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from pts.storage import SequenceConflict, Status, StreamStore, batch_sk
+
+
+def test_create_chat_makes_a_pending_stream_with_hashed_token(store: StreamStore, dynamodb: Any):
+    chat, token = store.create_chat("hello")
+    stream = store.get_stream(chat.stream_id)
+    assert stream is not None
+    assert stream.status is Status.PENDING
+    assert stream.chat_id == chat.chat_id
+    assert token not in stream.token_hash
+    assert stream.token_matches(token)
+    assert not stream.token_matches(token + "x")
+    assert len(chat.stream_id) >= 22 and len(chat.chat_id) >= 22  # 128 bits, base64url
+    assert chat.created_at.endswith("Z") and len(chat.created_at) == 24  # ms precision
+
+
+def test_every_item_has_a_ttl(store: StreamStore, dynamodb: Any):
+    chat, _ = store.create_chat("hello")
+    store.claim(chat.stream_id)
+    store.append(chat.stream_id, 1, "Hi. ")
+    items = dynamodb.scan(TableName="StreamsTable")["Items"]
+    assert len(items) == 3
+    now = store.clock()
+    for item in items:
+        assert 29 * 86_400 < int(item["ttl"]["N"]) - now <= 30 * 86_400
+
+
+def test_list_chats_oldest_first(store: StreamStore):
+    times = iter([100.0, 200.0, 300.0])
+    store.clock = lambda: next(times)
+    made = [store.create_chat(p)[0] for p in ("one", "two", "three")]
+    assert [c.chat_id for c in store.list_chats()] == [c.chat_id for c in made]
+
+
+def test_claim_has_exactly_one_winner(store: StreamStore):
+    chat, _ = store.create_chat("race")
+    results: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(store.claim(chat.stream_id)))
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1
+    assert store.get_stream(chat.stream_id).status is Status.STREAMING
+
+
+def test_append_is_idempotent_but_refuses_a_different_batch(store: StreamStore):
+    chat, _ = store.create_chat("x")
+    store.claim(chat.stream_id)
+    store.append(chat.stream_id, 1, "One. ")
+    store.append(chat.stream_id, 1, "One. ")  # a retried write
+    with pytest.raises(SequenceConflict):
+        store.append(chat.stream_id, 1, "Other. ")
+    assert store.read(chat.stream_id).text == "One. "
+
+
+def test_read_joins_batches_in_order_and_after_skips(store: StreamStore):
+    chat, _ = store.create_chat("x")
+    store.claim(chat.stream_id)
+    for seq, text in enumerate(["a", "b", "c", "d"], start=1):
+        store.append(chat.stream_id, seq, text)
+    body = store.read(chat.stream_id)
+    assert (body.text, body.seq, body.status) == ("abcd", 4, Status.STREAMING)
+    after = store.read(chat.stream_id, after=2)
+    assert (after.text, after.seq) == ("cd", 4)
+    assert store.read(chat.stream_id, after=4).text == ""
+    assert store.read("nope") is None
+
+
+def test_read_paginates_long_streams(store: StreamStore, dynamodb: Any):
+    chat, _ = store.create_chat("x")
+    store.claim(chat.stream_id)
+    chunk = "y" * 4000 + ". "
+    for seq in range(1, 301):  # ~1.2 MB: more than one 1 MB Query page
+        store.append(chat.stream_id, seq, chunk)
+    body = store.read(chat.stream_id)
+    assert body.seq == 300
+    assert body.text == chunk * 300
+
+
+def test_finish_only_from_streaming_and_keeps_error(store: StreamStore):
+    chat, _ = store.create_chat("x")
+    assert not store.finish(chat.stream_id, Status.DONE, 0)  # still pending
+    store.claim(chat.stream_id)
+    assert store.finish(chat.stream_id, Status.ERROR, 0, "boom")
+    assert not store.finish(chat.stream_id, Status.DONE, 0)
+    body = store.read(chat.stream_id)
+    assert (body.status, body.error) == (Status.ERROR, "boom")
+
+
+def test_request_cancel(store: StreamStore):
+    pending, _ = store.create_chat("x")
+    assert store.request_cancel(pending.stream_id) is Status.CANCELLED
+    assert store.get_stream(pending.stream_id).status is Status.CANCELLED
+    live, _ = store.create_chat("y")
+    store.claim(live.stream_id)
+    assert not store.cancel_requested(live.stream_id)
+    assert store.request_cancel(live.stream_id) is Status.STREAMING
+    assert store.cancel_requested(live.stream_id)
+    store.finish(live.stream_id, Status.CANCELLED, 0)
+    assert store.request_cancel(live.stream_id) is None
+
+
+def test_active_streams_index_is_sparse(store: StreamStore):
+    store.clock = lambda: 1000.0
+    a, _ = store.create_chat("a")
+    b, _ = store.create_chat("b")
+    store.claim(b.stream_id)
+    assert [s for s, _ in store.active_streams(Status.PENDING, 2000)] == [a.stream_id]
+    assert [s for s, _ in store.active_streams(Status.STREAMING, 2000)] == [b.stream_id]
+    store.finish(b.stream_id, Status.DONE, 0)
+    assert list(store.active_streams(Status.STREAMING, 2000)) == []
+
+
+def test_delete_chat_removes_everything(store: StreamStore, dynamodb: Any):
+    chat, _ = store.create_chat("x")
+    other, _ = store.create_chat("keep")
+    store.claim(chat.stream_id)
+    for seq in range(1, 61):  # more than one BatchWriteItem page
+        store.append(chat.stream_id, seq, f"{seq}. ")
+    store.delete_chat(chat)
+    assert store.get_chat(chat.chat_id) is None
+    assert store.read(chat.stream_id) is None
+    remaining = dynamodb.scan(TableName="StreamsTable")["Items"]
+    assert {i["pk"]["S"] for i in remaining} == {
+        f"CHAT#{other.chat_id}",
+        f"STREAM#{other.stream_id}",
+    }
+
+
+def test_batch_keys_sort_numerically():
+    assert batch_sk(9) < batch_sk(10) < batch_sk(9_999_999_999) < "META"
