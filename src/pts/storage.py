@@ -397,9 +397,7 @@ class StreamStore:
         response = self.client.query(
             TableName=self.table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :batch)",
-            ExpressionAttributeValues=serialize(
-                {":pk": f"STREAM#{stream_id}", ":batch": "BATCH#"}
-            ),
+            ExpressionAttributeValues=serialize({":pk": f"STREAM#{stream_id}", ":batch": "BATCH#"}),
             ScanIndexForward=False,
             Limit=1,
             ProjectionExpression="seq, writtenAt",
