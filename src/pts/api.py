@@ -9,6 +9,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from html import escape as html_escape
 from importlib import resources
 from typing import Any
 
@@ -113,8 +114,10 @@ class Api:
         return JSONResponse({"status": "ok"})
 
     async def page(self, request: Request) -> Response:
+        """The chat page, told where the WebSocket API is (`PTS_WS_URL`)."""
         html = resources.files("pts.web").joinpath("index.html").read_text("utf-8")
-        return HTMLResponse(html)
+        ws_url = html_escape(self.settings.ws_url or "", quote=True)
+        return HTMLResponse(html.replace("{{PTS_WS_URL}}", ws_url))
 
     async def create_chat(self, request: Request) -> Response:
         body = await _json_object(request)

@@ -1,0 +1,161 @@
+"""Fan-out: DynamoDB stream records → `delta` and `status` messages → every subscriber.
+
+Each new batch item becomes one `delta` built from the record's `NewImage` (no read of the
+text); a stream's move to a final status becomes one `status`. Records are grouped by
+stream, so one Query finds a stream's viewers; each viewer gets its messages in order while
+viewers are served concurrently from a bounded thread pool (boto3 clients are thread-safe).
+A gone connection (410) loses its subscriptions and fails nothing; any other failed post
+fails its record, which Lambda then retries (`ReportBatchItemFailures`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
+    DynamoDBRecord,
+    DynamoDBRecordEventName,
+    DynamoDBStreamEvent,
+)
+
+from pts.config import Settings
+from pts.connections import Connections
+from pts.storage import TERMINAL_STATUSES
+from pts.subscriptions import SubscriptionStore
+
+logger = logging.getLogger(__name__)
+
+POOL_SIZE = 32
+_TERMINAL = {s.value for s in TERMINAL_STATUSES}
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message for a stream's viewers, and the stream record it came from."""
+
+    record_id: str
+    stream_id: str
+    message: bytes
+
+
+def message_of(record: DynamoDBRecord) -> Outgoing | None:
+    """The message a stream record stands for; None if viewers need not hear of it."""
+    stream = record.dynamodb
+    if stream is None or record.event_name is DynamoDBRecordEventName.REMOVE:
+        return None
+    image = stream.new_image
+    kind = image.get("kind")
+    if kind == "batch" and record.event_name is DynamoDBRecordEventName.INSERT:
+        message = {
+            "type": "delta",
+            "streamId": image["streamId"],
+            "seq": int(image["seq"]),
+            "text": image["text"],
+        }
+    elif kind == "stream" and image.get("status") in _TERMINAL:
+        message = {
+            "type": "status",
+            "streamId": image["streamId"],
+            "status": image["status"],
+            "seq": int(image.get("seq", 0)),
+        }
+    else:
+        return None
+    return Outgoing(stream.sequence_number or "", image["streamId"], Connections.encode(message))
+
+
+@dataclass
+class Delivery:
+    """What happened to one invocation's records."""
+
+    failed: set[str] = field(default_factory=set)
+    gone: set[str] = field(default_factory=set)
+    sent: int = 0
+
+
+class Fanout:
+    def __init__(
+        self,
+        subscriptions: SubscriptionStore,
+        connections: Connections,
+        pool: ThreadPoolExecutor | None = None,
+    ) -> None:
+        self.subscriptions = subscriptions
+        self.connections = connections
+        self.pool = pool or ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="fanout")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Fanout:
+        return cls(
+            SubscriptionStore(settings.connections_table),
+            Connections(settings.ws_management_url),
+        )
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The Lambda response: `batchItemFailures` for the records to retry."""
+        delivery = self.deliver(DynamoDBStreamEvent(event))
+
+        def check(record: DynamoDBRecord) -> None:
+            if record.dynamodb and record.dynamodb.sequence_number in delivery.failed:
+                raise RuntimeError(f"delivery failed for record {record.dynamodb.sequence_number}")
+
+        return process_partial_response(
+            event=event,
+            record_handler=check,
+            processor=BatchProcessor(event_type=EventType.DynamoDBStreams),
+        )
+
+    def deliver(self, event: DynamoDBStreamEvent) -> Delivery:
+        by_stream: dict[str, list[Outgoing]] = defaultdict(list)
+        for record in event.records:
+            if outgoing := message_of(record):
+                by_stream[outgoing.stream_id].append(outgoing)
+        delivery = Delivery()
+        if not by_stream:
+            return delivery
+        viewers = dict(
+            zip(by_stream, self.pool.map(self.subscriptions.subscribers, by_stream), strict=True)
+        )
+        jobs = [
+            (stream_id, connection_id)
+            for stream_id, connection_ids in viewers.items()
+            for connection_id in connection_ids
+        ]
+        results = self.pool.map(lambda job: self._send_all(job[1], by_stream[job[0]]), jobs)
+        for (_, connection_id), (sent, failed_at, gone) in zip(jobs, results, strict=True):
+            delivery.sent += sent
+            if gone:
+                delivery.gone.add(connection_id)
+            if failed_at is not None:
+                delivery.failed.add(failed_at)
+        for connection_id in delivery.gone:
+            try:
+                self.subscriptions.remove_connection(connection_id)
+            except Exception:
+                logger.exception("removing gone connection %s", connection_id)
+        if delivery.failed:
+            logger.warning("retrying %d record(s)", len(delivery.failed))
+        return delivery
+
+    def _send_all(
+        self, connection_id: str, messages: list[Outgoing]
+    ) -> tuple[int, str | None, bool]:
+        """Send a stream's messages to one viewer, in order: (sent, first failed, gone)."""
+        for sent, outgoing in enumerate(messages):
+            try:
+                if not self.connections.send(connection_id, outgoing.message):
+                    return sent, None, True
+            except Exception:
+                logger.exception("posting to %s", connection_id)
+                # Later messages would arrive out of order: the retry resends from here.
+                return sent, outgoing.record_id, False
+        return len(messages), None, False
