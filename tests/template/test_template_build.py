@@ -1,0 +1,161 @@
+"""`sam build` on this machine (no Docker, no python3.13) yields artifacts for python3.13 on
+arm64, and the streaming function's run.sh starts the app from them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+FUNCTIONS = {
+    "StreamFunction": "run.sh",
+    "WebSocketFunction": "app.py",
+    "FanoutFunction": "app.py",
+    "SweeperFunction": "app.py",
+}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `sam build` for the whole session, outside the source tree."""
+    build = tmp_path_factory.mktemp("sam") / "build"
+    env = {
+        **os.environ,
+        # The layer's Makefile runs `python3 -m pip`: the project's own interpreter.
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SAM_CLI_TELEMETRY": "0",
+    }
+    result = subprocess.run(
+        [str(BIN / "sam"), "build", "--build-dir", str(build)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return build
+
+
+@pytest.fixture(scope="session")
+def layer(build_dir: Path) -> Path:
+    return build_dir / "PtsLayer" / "python"
+
+
+def test_layer_holds_the_library_and_its_dependencies(layer: Path) -> None:
+    assert (layer / "pts" / "__init__.py").is_file()
+    for package in ("starlette", "uvicorn", "aws_lambda_powertools", "boto3", "httpx"):
+        assert (layer / package).is_dir(), package
+    # Console scripts would point at this machine's interpreter.
+    assert not (layer / "bin").exists()
+
+
+def _wheel_tag_fits_lambda(tag: str) -> bool:
+    interpreter, abi, platform = tag.split("-")
+    if abi == "none" and platform == "any":
+        return True
+    on_arm = platform.startswith("manylinux") and platform.endswith("_aarch64")
+    return on_arm and (
+        (interpreter == "cp313" and abi == "cp313")
+        or (abi == "abi3" and interpreter.startswith("cp3") and int(interpreter[3:]) <= 13)
+    )
+
+
+def test_every_wheel_in_the_layer_is_pure_or_for_cp313_aarch64(layer: Path) -> None:
+    wheels = sorted(layer.glob("*.dist-info/WHEEL"))
+    assert len(wheels) >= 10
+    for wheel in wheels:
+        tags = [
+            line.split(":", 1)[1].strip()
+            for line in wheel.read_text().splitlines()
+            if line.startswith("Tag:")
+        ]
+        assert tags, wheel
+        assert all(_wheel_tag_fits_lambda(t) for t in tags), (wheel.parent.name, tags)
+        assert not any("x86_64" in t for t in tags), (wheel.parent.name, tags)
+    for extension in layer.rglob("*.so"):
+        assert "aarch64" in extension.name or ".abi3." in extension.name, extension
+    # Bytecode of this machine's Python would be stale on 3.13.
+    assert not list(layer.rglob("*.pyc"))
+
+
+def test_every_function_artifact_holds_its_entry_point(build_dir: Path) -> None:
+    for function, entry in FUNCTIONS.items():
+        assert (build_dir / function / entry).is_file(), function
+        assert not list((build_dir / function).rglob("__pycache__")), function
+
+
+def test_run_sh_is_executable(build_dir: Path) -> None:
+    assert os.access(build_dir / "StreamFunction" / "run.sh", os.X_OK)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthz(port: int) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+            return response.status
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+def test_run_sh_starts_the_app_from_the_artifacts(
+    build_dir: Path, layer: Path, tmp_path: Path
+) -> None:
+    # `python` on PATH is this interpreter without site-packages (-S): only the layer and
+    # the standard library are importable, as on Lambda, where /opt/python is the layer.
+    shim = tmp_path / "bin" / "python"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    shim.chmod(0o755)
+    port = _free_port()
+    env = {
+        "PATH": f"{shim.parent}{os.pathsep}/usr/bin{os.pathsep}/bin",
+        "PORT": str(port),
+        "PYTHONPATH": str(layer),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PTS_TABLE": "x",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    log = tmp_path / "app.log"
+    with log.open("wb") as out:
+        app = subprocess.Popen(
+            [str(build_dir / "StreamFunction" / "run.sh")],
+            cwd=build_dir / "StreamFunction",
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            status = None
+            while time.monotonic() < deadline and app.poll() is None:
+                status = _healthz(port)
+                if status is not None:
+                    break
+                time.sleep(0.2)
+            assert status == 200, log.read_text()
+        finally:
+            app.terminate()
+            try:
+                app.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                app.kill()
+                app.wait()

@@ -1,0 +1,339 @@
+"""template.yaml: valid SAM, valid CloudFormation once transformed, and the properties the
+architecture depends on (SPEC §3) actually present in what CloudFormation would deploy.
+
+Nothing here calls AWS: `sam validate` runs with `--lint` only (without it SAM CLI asks IAM
+for managed policies), and AWS endpoints point at a closed port to prove it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import ManualArgs, lint
+from cfnlint.decode import decode
+from samtranslator.translator.transform import transform
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+BIN = Path(sys.executable).parent
+REGION = "us-east-1"
+
+TERMINAL = ["done", "error", "cancelled", "timeout"]
+FILTER_PATTERNS = [
+    {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": ["batch"]}}}},
+    {
+        "eventName": ["MODIFY"],
+        "dynamodb": {"NewImage": {"kind": {"S": ["stream"]}, "status": {"S": TERMINAL}}},
+    },
+]
+
+
+def offline_env() -> dict[str, str]:
+    """Environment for SAM CLI: a region, dummy credentials, no telemetry, no reachable AWS."""
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "SAM_CLI_TELEMETRY": "0",
+    }
+
+
+class _NoManagedPolicies:
+    """The template names no managed policies, so the translator never needs IAM's list."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def _packaged(template: dict[str, Any]) -> dict[str, Any]:
+    """The template as `sam package` leaves it: local code folders replaced by S3 URIs."""
+    template = json.loads(json.dumps(template))
+    for name, resource in template["Resources"].items():
+        properties = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if key in properties:
+                properties[key] = f"s3://artifacts/{name}.zip"
+    return template
+
+
+@pytest.fixture(scope="module")
+def transformed() -> Iterator[dict[str, Any]]:
+    """template.yaml through the SAM transform: the CloudFormation that gets deployed."""
+    source, problems = decode(str(TEMPLATE))
+    assert not problems, problems
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_DEFAULT_REGION", REGION)
+        yield transform(_packaged(source), {}, _NoManagedPolicies())
+
+
+def of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource.get("Properties", {})
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == resource_type
+    }
+
+
+def only(template: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    (properties,) = of_type(template, resource_type).values()
+    return properties
+
+
+def statements(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    """Every inline policy statement of `role`, with `Fn::If` branches taken."""
+    found = []
+    for policy in template["Resources"][role]["Properties"].get("Policies", []):
+        if "Fn::If" in policy:
+            policy = policy["Fn::If"][1]
+        found.extend(policy["PolicyDocument"]["Statement"])
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# -- validity ----------------------------------------------------------------------------
+
+
+def test_sam_validate_lint_passes() -> None:
+    result = subprocess.run(
+        [str(BIN / "sam"), "validate", "--lint", "--template-file", str(TEMPLATE)],
+        cwd=ROOT,
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_transformed_template_has_no_cfn_lint_errors(transformed: dict[str, Any]) -> None:
+    matches = lint(json.dumps(transformed), config=ManualArgs(regions=[REGION]))
+    errors = [m for m in matches if m.rule.id.startswith("E")]
+    assert not errors, "\n".join(str(m) for m in errors)
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+def test_streams_table_streams_new_images_and_expires_items(
+    transformed: dict[str, Any],
+) -> None:
+    table = transformed["Resources"]["StreamsTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    assert table["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
+    assert [k["AttributeName"] for k in indexes["ChatsByCreatedAt"]["KeySchema"]] == [
+        "chatList",
+        "createdAt",
+    ]
+    assert [k["AttributeName"] for k in indexes["ActiveStreams"]["KeySchema"]] == [
+        "activeStatus",
+        "updatedAt",
+    ]
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    assert types["updatedAt"] == "N"
+
+
+def test_connections_table_is_keyed_by_stream_and_indexed_by_connection(
+    transformed: dict[str, Any],
+) -> None:
+    table = transformed["Resources"]["ConnectionsTable"]["Properties"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    assert "StreamSpecification" not in table
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "ByConnection"
+    assert index["KeySchema"] == [{"AttributeName": "connectionId", "KeyType": "HASH"}]
+
+
+# -- functions ---------------------------------------------------------------------------
+
+
+def test_every_function_is_python313_on_arm64_with_the_layer(
+    transformed: dict[str, Any],
+) -> None:
+    functions = of_type(transformed, "AWS::Lambda::Function")
+    assert set(functions) == {
+        "StreamFunction",
+        "WebSocketFunction",
+        "FanoutFunction",
+        "SweeperFunction",
+    }
+    (layer_id,) = of_type(transformed, "AWS::Lambda::LayerVersion")
+    for name, function in functions.items():
+        assert function["Runtime"] == "python3.13", name
+        assert function["Architectures"] == ["arm64"], name
+        assert {"Ref": layer_id} in function["Layers"], name
+    layer = transformed["Resources"][layer_id]["Properties"]
+    assert layer["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["CompatibleArchitectures"] == ["arm64"]
+
+
+def test_stream_function_runs_the_app_under_lambda_web_adapter(
+    transformed: dict[str, Any],
+) -> None:
+    function = transformed["Resources"]["StreamFunction"]["Properties"]
+    assert function["Handler"] == "run.sh"
+    adapter = [
+        layer["Fn::Sub"]
+        for layer in function["Layers"]
+        if "Fn::Sub" in layer and "LambdaAdapterLayerArm64" in layer["Fn::Sub"]
+    ]
+    assert adapter == [
+        "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:27"
+    ]
+    env = function["Environment"]["Variables"]
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/healthz"
+    assert env["PTS_TABLE"] == {"Ref": "StreamsTable"}
+    assert function["Timeout"] >= 300
+
+
+def test_function_url_streams_and_leaves_cors_to_the_app(transformed: dict[str, Any]) -> None:
+    url = only(transformed, "AWS::Lambda::Url")
+    assert url["TargetFunctionArn"] == {"Ref": "StreamFunction"}
+    assert url["InvokeMode"] == "RESPONSE_STREAM"
+    assert url["AuthType"] == "NONE"
+    assert "Cors" not in url
+
+
+def test_fanout_reads_filtered_records_with_bounded_retries(transformed: dict[str, Any]) -> None:
+    mapping = only(transformed, "AWS::Lambda::EventSourceMapping")
+    assert mapping["FunctionName"] == {"Ref": "FanoutFunction"}
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["StreamsTable", "StreamArn"]}
+    assert mapping["StartingPosition"] == "LATEST"
+    patterns = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
+    assert patterns == FILTER_PATTERNS
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert 0 <= mapping["MaximumRetryAttempts"] <= 10
+    assert 60 <= mapping["MaximumRecordAgeInSeconds"] <= 3600
+    # DynamoDB keeps records in order per item only once batches run concurrently; a
+    # stream's batches are different items, so one batch at a time per shard.
+    assert mapping["ParallelizationFactor"] == 1
+    destination = mapping["DestinationConfig"]["OnFailure"]["Destination"]
+    assert destination == {"Fn::GetAtt": ["FanoutFailureQueue", "Arn"]}
+    sends = [
+        s for s in statements(transformed, "FanoutFunctionRole") if s["Action"] == "sqs:SendMessage"
+    ]
+    assert [s["Resource"] for s in sends] == [destination]
+
+
+def test_sweeper_runs_every_minute(transformed: dict[str, Any]) -> None:
+    rule = only(transformed, "AWS::Events::Rule")
+    assert rule["ScheduleExpression"] == "rate(1 minute)"
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["SweeperFunction", "Arn"]}
+
+
+# -- WebSocket API -------------------------------------------------------------------------
+
+
+def test_websocket_routes_all_reach_the_websocket_function(transformed: dict[str, Any]) -> None:
+    api = only(transformed, "AWS::ApiGatewayV2::Api")
+    assert api["ProtocolType"] == "WEBSOCKET"
+    assert api["RouteSelectionExpression"] == "$request.body.action"
+    routes = {r["RouteKey"] for r in of_type(transformed, "AWS::ApiGatewayV2::Route").values()}
+    assert routes == {"$connect", "$disconnect", "subscribe", "unsubscribe", "$default"}
+    for integration in of_type(transformed, "AWS::ApiGatewayV2::Integration").values():
+        assert integration["IntegrationType"] == "AWS_PROXY"
+        assert integration["IntegrationUri"]["Fn::Sub"][1] == {
+            "FunctionArn": {"Fn::GetAtt": ["WebSocketFunction", "Arn"]}
+        }
+    stage = only(transformed, "AWS::ApiGatewayV2::Stage")
+    assert stage["StageName"] == {"Ref": "StageName"}
+
+
+def test_manage_connections_is_scoped_to_this_api(transformed: dict[str, Any]) -> None:
+    scoped = (
+        "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+        "${WebSocketApi}/${StageName}/POST/@connections/*"
+    )
+    granted = {}
+    for role in of_type(transformed, "AWS::IAM::Role"):
+        for statement in statements(transformed, role):
+            if any(a.startswith("execute-api:") for a in as_list(statement["Action"])):
+                assert as_list(statement["Action"]) == ["execute-api:ManageConnections"]
+                granted[role] = statement["Resource"]
+    assert granted == {
+        "WebSocketFunctionRole": {"Fn::Sub": scoped},
+        "FanoutFunctionRole": {"Fn::Sub": scoped},
+    }
+
+
+# -- least privilege -----------------------------------------------------------------------
+
+
+def test_no_inline_policy_grants_wildcards(transformed: dict[str, Any]) -> None:
+    for role in of_type(transformed, "AWS::IAM::Role"):
+        for statement in statements(transformed, role):
+            assert statement["Effect"] == "Allow"
+            for action in as_list(statement["Action"]):
+                assert "*" not in action, (role, action)
+            assert "*" not in as_list(statement["Resource"]), (role, statement)
+
+
+def test_only_the_stream_function_may_call_bedrock_and_only_when_chosen(
+    transformed: dict[str, Any],
+) -> None:
+    callers = {
+        role
+        for role in of_type(transformed, "AWS::IAM::Role")
+        for statement in statements(transformed, role)
+        if any(a.startswith("bedrock:") for a in as_list(statement["Action"]))
+    }
+    assert callers == {"StreamFunctionRole"}
+    conditional = [
+        policy["Fn::If"][0]
+        for policy in transformed["Resources"]["StreamFunctionRole"]["Properties"]["Policies"]
+        if "Fn::If" in policy
+    ]
+    assert conditional == ["UseBedrock"]
+
+
+# -- what a user needs next ----------------------------------------------------------------
+
+
+def test_outputs_name_the_urls_and_tables(transformed: dict[str, Any]) -> None:
+    outputs = transformed["Outputs"]
+    assert set(outputs) >= {
+        "StreamFunctionUrl",
+        "WebSocketUrl",
+        "ChatPageUrl",
+        "StreamsTableName",
+        "ConnectionsTableName",
+        "FanoutFailureQueueUrl",
+    }
+    assert outputs["StreamFunctionUrl"]["Value"] == {
+        "Fn::GetAtt": ["StreamFunctionUrl", "FunctionUrl"]
+    }
+    assert outputs["WebSocketUrl"]["Value"]["Fn::Sub"].startswith("wss://${WebSocketApi}.")
+
+
+def test_every_parameter_is_used_and_generator_admits_custom_sources(
+    transformed: dict[str, Any],
+) -> None:
+    body = json.dumps({k: v for k, v in transformed.items() if k != "Parameters"})
+    for name in transformed["Parameters"]:
+        assert f'{{"Ref": "{name}"}}' in body or f"${{{name}}}" in body, name
+    pattern = transformed["Parameters"]["Generator"]["AllowedPattern"]
+    for value in ("demo", "bedrock", "openai", "mypackage.sources:make_source"):
+        assert re.fullmatch(pattern, value), value
+    assert not re.fullmatch(pattern, "demo; rm -rf /")
