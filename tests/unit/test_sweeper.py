@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pts.storage import Status, StreamStore
+from pts.sweeper import sweep
+
+
+def at(store: StreamStore, now: float) -> None:
+    store.clock = lambda: now
+
+
+def test_never_driven_streams_time_out_after_pending_timeout(store: StreamStore):
+    at(store, 1000)
+    chat, _ = store.create_chat("x")
+    assert sweep(store, idle_timeout=120, pending_timeout=600, now=1500).timed_out == []
+    result = sweep(store, idle_timeout=120, pending_timeout=600, now=1601)
+    assert result.timed_out == [chat.stream_id]
+    assert store.get_stream(chat.stream_id).status is Status.TIMEOUT
+
+
+def test_streams_without_writes_time_out_after_idle_timeout(store: StreamStore):
+    at(store, 1000)
+    chat, _ = store.create_chat("x")
+    store.claim(chat.stream_id)
+    at(store, 1100)
+    store.append(chat.stream_id, 1, "Still here. ")
+    # Claimed 200 s ago, but written 100 s ago: alive.
+    assert sweep(store, idle_timeout=120, pending_timeout=600, now=1200).timed_out == []
+    result = sweep(store, idle_timeout=120, pending_timeout=600, now=1221)
+    assert result.timed_out == [chat.stream_id]
+    body = store.read(chat.stream_id)
+    assert (body.status, body.seq, body.text) == (Status.TIMEOUT, 1, "Still here. ")
+    assert store.get_stream(chat.stream_id).seq == 1  # the status message's seq
+
+
+def test_finished_streams_are_never_touched(store: StreamStore):
+    at(store, 1000)
+    chat, _ = store.create_chat("x")
+    store.claim(chat.stream_id)
+    store.finish(chat.stream_id, Status.DONE, 0)
+    assert sweep(store, idle_timeout=1, pending_timeout=1, now=99999).checked == 0
+    assert store.get_stream(chat.stream_id).status is Status.DONE
+
+
+def test_a_stream_claimed_meanwhile_is_not_timed_out(store: StreamStore):
+    at(store, 1000)
+    chat, _ = store.create_chat("x")
+    stale = list(store.active_streams(Status.PENDING, 2000))
+    at(store, 1700)
+    store.claim(chat.stream_id)  # the driver wins the race
+    (stream_id, seen) = stale[0]
+    assert not store.finish(
+        stream_id, Status.TIMEOUT, 0, from_statuses=(Status.PENDING,), updated_at=seen
+    )
+    assert store.get_stream(chat.stream_id).status is Status.STREAMING
