@@ -8,6 +8,10 @@ import json
 import logging
 import os
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -88,6 +92,146 @@ def get(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- watch ------------------------------------------------------------------------------
+
+ENDED = {"done", "error", "cancelled", "timeout"}
+IDLE_RESYNC_SECONDS = 30.0
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass
+class StreamFollower:
+    """One stream's text, rebuilt from WebSocket messages by the SPEC §5 client rule.
+
+    `write` gets each new piece of text exactly once, in order; `subscribe(after)` asks the
+    server for a snapshot of the batches after `after`. Only one subscribe is in flight at a
+    time: deltas arriving meanwhile wait in `early`, because the snapshot may contain them.
+    """
+
+    stream_id: str
+    write: Callable[[str], None]
+    subscribe: Callable[[int], None]
+    last: int = 0
+    status: str | None = None
+    """Set once the stream has ended: `done`, `error`, `cancelled` or `timeout`."""
+    error: str | None = None
+    awaiting: bool = False
+    early: dict[int, str] = field(default_factory=dict)
+    final: tuple[str, int] | None = None
+
+    def start(self) -> None:
+        """(Re)subscribe after what is shown: at start, and on every new connection."""
+        self.awaiting = True
+        self.subscribe(self.last)
+
+    def receive(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "error":
+            self.error = str(message.get("error") or "error")
+        elif kind == "snapshot" and self.awaiting:
+            self.awaiting = False
+            self._append(str(message.get("text") or ""), max(self.last, int(message["seq"])))
+            if message.get("status") in ENDED:
+                self.status = message["status"]
+                return
+            self._catch_up()
+        elif kind == "delta":
+            seq = int(message["seq"])
+            if seq > self.last:
+                self.early[seq] = str(message.get("text") or "")
+                if not self.awaiting:
+                    self._catch_up()
+        elif kind == "status" and message.get("status") in ENDED:
+            self.final = (str(message["status"]), int(message.get("seq") or 0))
+            if not self.awaiting:
+                self._catch_up()
+
+    def _append(self, text: str, seq: int) -> None:
+        if text:
+            self.write(text)
+        self.last = seq
+
+    def _catch_up(self) -> None:
+        """Apply waiting deltas in order; on a gap (or a status ahead of us) resubscribe."""
+        for seq in sorted(self.early):
+            if seq == self.last + 1:
+                self._append(self.early[seq], seq)
+        self.early = {seq: text for seq, text in self.early.items() if seq > self.last}
+        if self.final is not None and self.final[1] <= self.last:
+            self.status = self.final[0]
+        elif self.early or self.final is not None:
+            self.start()
+
+
+def _print_live(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _follow(url: str, follower: StreamFollower) -> None:
+    """Follow on one connection until the stream ends, the server errs or the socket drops."""
+    from websockets.sync.client import connect
+
+    with connect(url, open_timeout=10, max_size=None) as ws:
+
+        def subscribe(after: int) -> None:
+            message = {"action": "subscribe", "streamId": follower.stream_id, "after": after}
+            ws.send(json.dumps(message))
+
+        follower.subscribe = subscribe
+        follower.start()
+        while follower.status is None and follower.error is None:
+            try:
+                raw = ws.recv(timeout=IDLE_RESYNC_SECONDS)
+            except TimeoutError:
+                # Delivery is at least once, not exactly: a long silence gets a fresh snapshot.
+                if not follower.awaiting:
+                    follower.start()
+                continue
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(message, dict) and message.get("streamId") in (None, follower.stream_id):
+                follower.receive(message)
+
+
+def watch(args: argparse.Namespace) -> int:
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+    url = _ws_url()
+    follower = StreamFollower(args.stream_id, _print_live, lambda after: None)
+    failures = 0
+    try:
+        while True:
+            shown = follower.last
+            try:
+                _follow(url, follower)
+                break
+            except (ConnectionClosed, OSError, InvalidHandshake) as error:
+                # Start again after what is shown; a connection that made progress resets the count.
+                failures = 0 if follower.last > shown else failures + 1
+                if failures > len(RECONNECT_DELAYS):
+                    print(f"\npts: cannot reach {url}: {error}", file=sys.stderr)
+                    return 2
+                time.sleep(RECONNECT_DELAYS[failures - 1] if failures else 0.2)
+            except InvalidURI as error:
+                print(f"pts: bad PTS_WS_URL {url!r}: {error}", file=sys.stderr)
+                return 2
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        return 130
+    if follower.error is not None:
+        print(f"pts: {follower.error}", file=sys.stderr)
+        return 1
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    if follower.status != "done":
+        print(f"pts: stream ended {follower.status}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pts", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     chat_parser = commands.add_parser("chat", help="create a chat, drive it, print the reply")
     chat_parser.add_argument("prompt")
     chat_parser.set_defaults(func=chat)
+    watch_parser = commands.add_parser(
+        "watch", help="print a stream's text so far, then the rest live, until it ends"
+    )
+    watch_parser.add_argument("stream_id")
+    watch_parser.set_defaults(func=watch)
     get_parser = commands.add_parser("get", help="print a stream's persisted text")
     get_parser.add_argument("stream_id")
     get_parser.add_argument("--json", action="store_true", help="the whole GET /streams answer")
