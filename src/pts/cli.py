@@ -168,68 +168,99 @@ def _print_live(text: str) -> None:
     sys.stdout.flush()
 
 
-def _follow(url: str, follower: StreamFollower) -> None:
-    """Follow on one connection until the stream ends, the server errs or the socket drops."""
-    from websockets.sync.client import connect
+class Watch:
+    """`pts watch`: one WebSocket connection at a time, reconnecting after a drop."""
 
-    with connect(url, open_timeout=10, max_size=None) as ws:
+    def __init__(self, url: str, stream_id: str) -> None:
+        self.url = url
+        self.follower = StreamFollower(stream_id, _print_live, self._not_connected)
+        self.connected = False
 
-        def subscribe(after: int) -> None:
-            message = {"action": "subscribe", "streamId": follower.stream_id, "after": after}
-            ws.send(json.dumps(message))
+    @staticmethod
+    def _not_connected(after: int) -> None:
+        raise RuntimeError("subscribe before connecting")
 
-        follower.subscribe = subscribe
-        follower.start()
-        while follower.status is None and follower.error is None:
+    def run(self) -> int:
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+        failures = 0
+        while True:
+            shown = self.follower.last
             try:
-                raw = ws.recv(timeout=IDLE_RESYNC_SECONDS)
-            except TimeoutError:
-                # Delivery is at least once, not exactly: a long silence gets a fresh snapshot.
-                if not follower.awaiting:
-                    follower.start()
-                continue
-            try:
-                message = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(message, dict) and message.get("streamId") in (None, follower.stream_id):
-                follower.receive(message)
+                self._follow()
+                return self._result()
+            except InvalidURI as error:
+                print(f"pts: bad PTS_WS_URL {self.url!r}: {error}", file=sys.stderr)
+                return 2
+            except (ConnectionClosed, OSError, InvalidHandshake) as error:
+                # A connection that made progress resets the count; one never made fails fast.
+                failures = 0 if self.follower.last > shown else failures + 1
+                if not self.connected or failures > len(RECONNECT_DELAYS):
+                    print(f"pts: cannot reach {self.url}: {error}", file=sys.stderr)
+                    return 2
+                time.sleep(RECONNECT_DELAYS[failures - 1] if failures else 0.1)
+
+    def _follow(self) -> None:
+        """Follow on one connection until the stream ends, the server errs or the socket drops."""
+        from websockets.sync.client import connect
+
+        follower = self.follower
+        with connect(self.url, open_timeout=10, max_size=None) as ws:
+            self.connected = True
+
+            def subscribe(after: int) -> None:
+                message = {"action": "subscribe", "streamId": follower.stream_id, "after": after}
+                ws.send(json.dumps(message))
+
+            follower.subscribe = subscribe
+            follower.start()
+            while follower.status is None and follower.error is None:
+                try:
+                    raw = ws.recv(timeout=IDLE_RESYNC_SECONDS)
+                except TimeoutError:
+                    # Delivery is at least once, not exactly: a long silence gets a fresh look.
+                    if not follower.awaiting:
+                        follower.start()
+                    continue
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(message, dict) and message.get("streamId") in (
+                    None,
+                    follower.stream_id,
+                ):
+                    follower.receive(message)
+
+    def _result(self) -> int:
+        follower = self.follower
+        if follower.error is not None:
+            print(f"pts: {follower.stream_id}: {follower.error}", file=sys.stderr)
+            return 1
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        if follower.status == "done":
+            return 0
+        print(f"pts: stream ended {follower.status}{self._why()}", file=sys.stderr)
+        return 1
+
+    def _why(self) -> str:
+        """The error message of an `error` stream (WebSocket messages do not carry it)."""
+        if self.follower.status != "error":
+            return ""
+        try:
+            response = httpx.get(f"{_http_url()}/streams/{self.follower.stream_id}", timeout=5)
+            return f": {response.json().get('error', '')}"
+        except (httpx.HTTPError, ValueError):
+            return ""
 
 
 def watch(args: argparse.Namespace) -> int:
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-
-    url = _ws_url()
-    follower = StreamFollower(args.stream_id, _print_live, lambda after: None)
-    failures = 0
     try:
-        while True:
-            shown = follower.last
-            try:
-                _follow(url, follower)
-                break
-            except (ConnectionClosed, OSError, InvalidHandshake) as error:
-                # Start again after what is shown; a connection that made progress resets the count.
-                failures = 0 if follower.last > shown else failures + 1
-                if failures > len(RECONNECT_DELAYS):
-                    print(f"\npts: cannot reach {url}: {error}", file=sys.stderr)
-                    return 2
-                time.sleep(RECONNECT_DELAYS[failures - 1] if failures else 0.2)
-            except InvalidURI as error:
-                print(f"pts: bad PTS_WS_URL {url!r}: {error}", file=sys.stderr)
-                return 2
+        return Watch(_ws_url(), args.stream_id).run()
     except KeyboardInterrupt:
         sys.stdout.write("\n")
         return 130
-    if follower.error is not None:
-        print(f"pts: {follower.error}", file=sys.stderr)
-        return 1
-    sys.stdout.write("\n")
-    sys.stdout.flush()
-    if follower.status != "done":
-        print(f"pts: stream ended {follower.status}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

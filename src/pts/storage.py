@@ -163,9 +163,7 @@ class StreamStore:
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("dynamodb")
-        return self._client
+        return self._client or aws.client("dynamodb")  # shared, created on first use
 
     def _ttl(self, now: float) -> int:
         return int(now + self.retention)

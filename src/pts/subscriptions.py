@@ -28,9 +28,7 @@ class SubscriptionStore:
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("dynamodb")
-        return self._client
+        return self._client or aws.client("dynamodb")  # shared, created on first use
 
     @staticmethod
     def _key(stream_id: str, connection_id: str) -> dict[str, str]:
