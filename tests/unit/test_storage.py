@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Any
 
+import boto3
 import pytest
 
+from pts.local.dynamodb import LocalDynamoDB
 from pts.storage import SequenceConflict, Status, StreamStore, batch_sk
 
 
@@ -39,7 +42,12 @@ def test_list_chats_oldest_first(store: StreamStore):
     assert [c.chat_id for c in store.list_chats()] == [c.chat_id for c in made]
 
 
-def test_claim_has_exactly_one_winner(store: StreamStore):
+def test_claim_has_exactly_one_winner(aws_credentials: None, template):
+    """Racing claims, against the local stack's DynamoDB (atomic per request, like AWS's)."""
+    server = LocalDynamoDB(template, prefix=f"race{uuid.uuid4().hex[:6]}")
+    server.start()
+    client = boto3.client("dynamodb", endpoint_url=server.endpoint)
+    store = StreamStore(server.table_names["StreamsTable"], client=client)
     chat, _ = store.create_chat("race")
     results: list[bool] = []
     threads = [
@@ -50,8 +58,10 @@ def test_claim_has_exactly_one_winner(store: StreamStore):
         t.start()
     for t in threads:
         t.join()
+    status = store.get_stream(chat.stream_id).status
+    server.stop()
     assert results.count(True) == 1
-    assert store.get_stream(chat.stream_id).status is Status.STREAMING
+    assert status is Status.STREAMING
 
 
 def test_append_is_idempotent_but_refuses_a_different_batch(store: StreamStore):

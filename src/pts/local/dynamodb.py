@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterable
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
 
 from pts.local.template import Template
 
@@ -33,22 +40,43 @@ def create_table_request(name: str, properties: dict[str, Any]) -> dict[str, Any
     return {"TableName": name, **request}
 
 
+def one_request_at_a_time(app: Any) -> Any:
+    """moto's backends are not thread-safe: two conditional writes racing in its threaded
+    server could both succeed, and index queries can fail mid-write. DynamoDB applies each
+    request atomically; serializing requests gives the local stack the same guarantee."""
+    lock = threading.Lock()
+
+    def serialized(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        with lock:
+            return list(app(environ, start_response))
+
+    return serialized
+
+
 class LocalDynamoDB:
     """moto's server on 127.0.0.1 (an ephemeral port unless given) with the template's tables."""
 
     def __init__(self, template: Template, *, port: int = 0, prefix: str = "pts-local") -> None:
         self.template = template
         self.prefix = prefix
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.port = port
         self.table_names: dict[str, str] = {}
         """Logical id in the template → local table name."""
         self.stream_arns: dict[str, str] = {}
         self.endpoint = ""
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
+        app = one_request_at_a_time(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            "127.0.0.1", self.port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="dynamodb", daemon=True
+        )
+        self._thread.start()
+        self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
         client = boto3.client("dynamodb", endpoint_url=self.endpoint)
         for logical_id, properties in self.template.tables().items():
             name = f"{self.prefix}-{logical_id}"
@@ -62,4 +90,8 @@ class LocalDynamoDB:
         logger.info("DynamoDB (moto) on %s with tables %s", self.endpoint, self.table_names)
 
     def stop(self) -> None:
-        self._server.stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
