@@ -1,0 +1,232 @@
+"""Live viewers end to end (SPEC §5): real WebSocket clients following the client rule
+(`pts.client`), the local gateway, the DynamoDB Streams poller and the real fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import boto3
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+from pts.client import StreamView, follow
+from pts.fanout import Fanout
+from tests.integration.conftest import RunningStack
+
+ECHO = "echo:" + " ".join(f"Sentence number {i} is here." for i in range(40))
+
+
+async def create(http: httpx.AsyncClient, prompt: str) -> dict[str, str]:
+    response = await http.post("/chats", json={"prompt": prompt})
+    assert response.status_code == 201
+    return response.json()
+
+
+async def drive(http: httpx.AsyncClient, chat: dict[str, str]) -> str:
+    response = await http.post(
+        "/chat-stream",
+        json={"streamId": chat["streamId"]},
+        headers={"Authorization": f"Bearer {chat['driveToken']}"},
+    )
+    assert response.status_code == 200
+    return response.text
+
+
+@asynccontextmanager
+async def client(stack: RunningStack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.http_url, timeout=60) as http:
+        yield http
+
+
+def deployed_fanout() -> Fanout:
+    """The `fanout` object of functions/fanout/app.py as the local stack loaded it."""
+    return sys.modules["_pts_function_FanoutFunction"].fanout
+
+
+class Recorder:
+    """A viewer that keeps every message (to check seq numbers), on top of the client rule."""
+
+    def __init__(self, ws: ClientConnection, stream_id: str, after: int = 0) -> None:
+        self.ws = ws
+        self.view = StreamView(stream_id, last=after)
+        self.messages: list[dict[str, Any]] = []
+
+    async def subscribe(self) -> None:
+        await self.ws.send(json.dumps(self.view.subscribe_message()))
+
+    async def run(self) -> StreamView:
+        while not self.view.ended:
+            message = json.loads(await asyncio.wait_for(self.ws.recv(), 30))
+            self.messages.append(message)
+            if request := self.view.apply(message):
+                await self.ws.send(json.dumps(request))
+        return self.view
+
+
+def test_before_during_and_after(local_stack: RunningStack):
+    async def main() -> tuple[str, StreamView, StreamView, StreamView]:
+        async with client(local_stack) as http:
+            chat = await create(http, "A reply to watch from three points in time")
+            before = asyncio.create_task(follow(local_stack.ws_url, chat["streamId"]))
+            await asyncio.sleep(0.3)  # subscribed while pending
+            driving = asyncio.create_task(drive(http, chat))
+            while (await http.get(f"/streams/{chat['streamId']}")).json()["seq"] < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            during = await follow(local_stack.ws_url, chat["streamId"])
+            text = await driving
+            after = await follow(local_stack.ws_url, chat["streamId"])
+            return text, await before, during, after
+
+    text, before, during, after = asyncio.run(main())
+    for view in (before, during, after):
+        assert (view.text, view.status) == (text, "done")
+
+
+def test_after_resumes_where_a_viewer_left_off(local_stack: RunningStack):
+    async def main() -> tuple[list[dict[str, Any]], StreamView]:
+        async with client(local_stack) as http, connect(local_stack.ws_url) as ws:
+            chat = await create(http, ECHO)
+            recorder = Recorder(ws, chat["streamId"])
+            await recorder.subscribe()
+            await asyncio.gather(drive(http, chat), recorder.run())
+            resumed = await follow(local_stack.ws_url, chat["streamId"], after=2)
+            return recorder.messages, resumed
+
+    messages, resumed = asyncio.run(main())
+    deltas = {m["seq"]: m["text"] for m in messages if m["type"] == "delta"}
+    assert len(deltas) > 3
+    assert resumed.text == "".join(deltas[seq] for seq in sorted(deltas) if seq > 2)
+
+
+def test_fifty_viewers_and_ten_streams_reconstruct_the_text_exactly(local_stack: RunningStack):
+    async def main() -> tuple[list[str], list[list[StreamView]]]:
+        async with client(local_stack) as http:
+            chats = [await create(http, f"Concurrent reply number {i}") for i in range(10)]
+            viewers = [
+                [
+                    asyncio.create_task(follow(local_stack.ws_url, chat["streamId"]))
+                    for _ in range(50 if i == 0 else 3)
+                ]
+                for i, chat in enumerate(chats)
+            ]
+            await asyncio.sleep(1.0)  # let them subscribe while pending
+            texts = await asyncio.gather(*(drive(http, chat) for chat in chats))
+            views = [await asyncio.gather(*tasks) for tasks in viewers]
+            return list(texts), views
+
+    texts, views = asyncio.run(main())
+    assert len(set(texts)) == 10
+    for text, stream_views in zip(texts, views, strict=True):
+        for view in stream_views:
+            assert (view.text, view.status) == (text, "done")
+    # Each viewer received each byte about once: no re-sent bodies.
+    assert all(v.resubscribes == 0 for vs in views for v in vs)
+
+
+def test_a_viewer_vanishing_mid_stream_harms_nobody(local_stack: RunningStack):
+    async def main() -> tuple[str, StreamView, list[str]]:
+        async with client(local_stack) as http:
+            chat = await create(http, "A reply one viewer walks away from")
+            stayer = asyncio.create_task(follow(local_stack.ws_url, chat["streamId"]))
+            leaver = await connect(local_stack.ws_url)
+            await leaver.send(json.dumps({"action": "subscribe", "streamId": chat["streamId"]}))
+            await leaver.recv()
+            driving = asyncio.create_task(drive(http, chat))
+            await leaver.recv()  # one delta, then gone without a goodbye
+            leaver.transport.abort()
+            text = await driving
+            view = await stayer
+            subscribers = await asyncio.to_thread(
+                deployed_fanout().subscriptions.subscribers, chat["streamId"]
+            )
+            return text, view, subscribers
+
+    text, view, subscribers = asyncio.run(main())
+    assert (view.text, view.status) == (text, "done")
+    assert len(subscribers) <= 1  # the leaver's $disconnect removed its subscription
+
+
+def test_stale_subscriptions_are_cleaned_up(local_stack: RunningStack):
+    """A subscription whose connection vanished without $disconnect (410) is deleted."""
+    fanout = deployed_fanout()
+
+    async def main() -> tuple[str, list[str]]:
+        async with client(local_stack) as http:
+            chat = await create(http, "echo:Stale viewers. Go away.")
+            await asyncio.to_thread(fanout.subscriptions.subscribe, "ghost=", chat["streamId"])
+            watcher = asyncio.create_task(follow(local_stack.ws_url, chat["streamId"]))
+            await asyncio.sleep(0.3)
+            text = await drive(http, chat)
+            view = await watcher
+            assert view.text == text
+            for _ in range(100):  # removed right after the posts of that invocation
+                subscribers = await asyncio.to_thread(
+                    fanout.subscriptions.subscribers, chat["streamId"]
+                )
+                if "ghost=" not in subscribers:
+                    break
+                await asyncio.sleep(0.05)
+            return text, subscribers
+
+    _, subscribers = asyncio.run(main())
+    assert "ghost=" not in subscribers
+
+
+def test_a_failed_delivery_is_retried_without_gap_or_duplicate(local_stack: RunningStack):
+    """The first post of one delta fails: the poller retries the record (partial batch
+    failure), viewers may get repeats, and the client rule leaves the text exact."""
+    fanout = deployed_fanout()
+    real = fanout.connections
+    failed: list[bytes] = []
+
+    class FailOnce:
+        encode = staticmethod(real.encode)
+
+        def send(self, connection_id: str, message: Any) -> bool:
+            if not failed and b'"seq":3' in message:
+                failed.append(message)
+                raise ConnectionError("throttled")
+            return real.send(connection_id, message)
+
+    async def main() -> tuple[str, list[StreamView]]:
+        async with client(local_stack) as http:
+            chat = await create(http, ECHO)
+            watchers = [
+                asyncio.create_task(follow(local_stack.ws_url, chat["streamId"])) for _ in range(3)
+            ]
+            await asyncio.sleep(0.3)
+            text = await drive(http, chat)
+            return text, list(await asyncio.gather(*watchers))
+
+    fanout.connections = FailOnce()  # type: ignore[assignment]
+    try:
+        text, views = asyncio.run(main())
+    finally:
+        fanout.connections = real
+    assert failed
+    for view in views:
+        assert (view.text, view.status) == (text, "done")
+
+
+def test_websocket_function_events_reach_dynamodb(local_stack: RunningStack):
+    """Subscriptions really live in the connections table the template declares."""
+    table = local_stack.stack.dynamodb.table_names["ConnectionsTable"]
+
+    async def main() -> int:
+        async with client(local_stack) as http, connect(local_stack.ws_url) as ws:
+            chat = await create(http, "echo:x")
+            await ws.send(json.dumps({"action": "subscribe", "streamId": chat["streamId"]}))
+            await ws.recv()
+            items = boto3.client("dynamodb").query(
+                TableName=table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"STREAM#{chat['streamId']}"}},
+            )["Items"]
+            return len(items)
+
+    assert asyncio.run(main()) == 1
