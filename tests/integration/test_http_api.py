@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.integration.conftest import RunningStack
+from tests.support import RunningStack
 
 
 def create(http: httpx.Client, prompt: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ import boto3
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.integration.conftest import RunningStack
+from tests.support import RunningStack
 
 
 async def next_message(ws: ClientConnection) -> dict[str, Any]:

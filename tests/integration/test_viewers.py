@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from pts.client import StreamView, follow
 from pts.fanout import Fanout
-from tests.integration.conftest import RunningStack
+from tests.support import RunningStack
 
 ECHO = "echo:" + " ".join(f"Sentence number {i} is here." for i in range(40))
 

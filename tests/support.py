@@ -1,0 +1,67 @@
+"""The whole local stack, in-process on ephemeral ports, for tests that need it running."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from pts.local.stack import LocalStack, StackOptions
+
+# Short, fast demo replies and batches.
+TEST_ENVIRONMENT = {
+    "PTS_DEMO_TOKENS_PER_SECOND": "400",
+    "PTS_DEMO_REPLY_TOKENS": "120",
+    "PTS_BATCH_MAX_DELAY_SECONDS": "0.2",
+}
+
+
+@dataclass(frozen=True)
+class RunningStack:
+    stack: LocalStack
+    http_url: str
+    ws_url: str
+    loop: asyncio.AbstractEventLoop
+
+
+@contextmanager
+def running_stack() -> Iterator[RunningStack]:
+    """Start the stack in a thread of its own; stop it and restore the environment after."""
+    saved = dict(os.environ)
+    os.environ.update(TEST_ENVIRONMENT)
+    options = StackOptions(
+        http_port=0, ws_port=0, sweep_interval=0.5, table_prefix=f"t{uuid.uuid4().hex[:8]}"
+    )
+    stack = LocalStack(options)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    stopped = asyncio.Event()
+    errors: list[BaseException] = []
+
+    async def main() -> None:
+        try:
+            await stack.start()
+        except BaseException as error:
+            errors.append(error)
+            raise
+        finally:
+            started.set()
+        await stopped.wait()
+        await stack.stop()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    started.wait(60)
+    try:
+        if errors:
+            raise errors[0]
+        yield RunningStack(stack, stack.http_url, stack.ws_url, loop)
+    finally:
+        loop.call_soon_threadsafe(stopped.set)
+        thread.join(30)
+        os.environ.clear()
+        os.environ.update(saved)
