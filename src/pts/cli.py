@@ -9,11 +9,10 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
+
+from pts.client import StreamView
 
 HTTP_URL = "http://127.0.0.1:8000"
 WS_URL = "ws://127.0.0.1:8001"
@@ -94,73 +93,8 @@ def get(args: argparse.Namespace) -> int:
 
 # -- watch ------------------------------------------------------------------------------
 
-ENDED = {"done", "error", "cancelled", "timeout"}
 IDLE_RESYNC_SECONDS = 30.0
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
-
-
-@dataclass
-class StreamFollower:
-    """One stream's text, rebuilt from WebSocket messages by the SPEC §5 client rule.
-
-    `write` gets each new piece of text exactly once, in order; `subscribe(after)` asks the
-    server for a snapshot of the batches after `after`. Only one subscribe is in flight at a
-    time: deltas arriving meanwhile wait in `early`, because the snapshot may contain them.
-    """
-
-    stream_id: str
-    write: Callable[[str], None]
-    subscribe: Callable[[int], None]
-    last: int = 0
-    status: str | None = None
-    """Set once the stream has ended: `done`, `error`, `cancelled` or `timeout`."""
-    error: str | None = None
-    awaiting: bool = False
-    early: dict[int, str] = field(default_factory=dict)
-    final: tuple[str, int] | None = None
-
-    def start(self) -> None:
-        """(Re)subscribe after what is shown: at start, and on every new connection."""
-        self.awaiting = True
-        self.subscribe(self.last)
-
-    def receive(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "error":
-            self.error = str(message.get("error") or "error")
-        elif kind == "snapshot" and self.awaiting:
-            self.awaiting = False
-            self._append(str(message.get("text") or ""), max(self.last, int(message["seq"])))
-            if message.get("status") in ENDED:
-                self.status = message["status"]
-                return
-            self._catch_up()
-        elif kind == "delta":
-            seq = int(message["seq"])
-            if seq > self.last:
-                self.early[seq] = str(message.get("text") or "")
-                if not self.awaiting:
-                    self._catch_up()
-        elif kind == "status" and message.get("status") in ENDED:
-            self.final = (str(message["status"]), int(message.get("seq") or 0))
-            if not self.awaiting:
-                self._catch_up()
-
-    def _append(self, text: str, seq: int) -> None:
-        if text:
-            self.write(text)
-        self.last = seq
-
-    def _catch_up(self) -> None:
-        """Apply waiting deltas in order; on a gap (or a status ahead of us) resubscribe."""
-        for seq in sorted(self.early):
-            if seq == self.last + 1:
-                self._append(self.early[seq], seq)
-        self.early = {seq: text for seq, text in self.early.items() if seq > self.last}
-        if self.final is not None and self.final[1] <= self.last:
-            self.status = self.final[0]
-        elif self.early or self.final is not None:
-            self.start()
 
 
 def _print_live(text: str) -> None:
@@ -173,19 +107,15 @@ class Watch:
 
     def __init__(self, url: str, stream_id: str) -> None:
         self.url = url
-        self.follower = StreamFollower(stream_id, _print_live, self._not_connected)
+        self.view = StreamView(stream_id, on_text=_print_live)
         self.connected = False
-
-    @staticmethod
-    def _not_connected(after: int) -> None:
-        raise RuntimeError("subscribe before connecting")
 
     def run(self) -> int:
         from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
         failures = 0
         while True:
-            shown = self.follower.last
+            shown = self.view.last
             try:
                 self._follow()
                 return self._result()
@@ -194,7 +124,7 @@ class Watch:
                 return 2
             except (ConnectionClosed, OSError, InvalidHandshake) as error:
                 # A connection that made progress resets the count; one never made fails fast.
-                failures = 0 if self.follower.last > shown else failures + 1
+                failures = 0 if self.view.last > shown else failures + 1
                 if not self.connected or failures > len(RECONNECT_DELAYS):
                     print(f"pts: cannot reach {self.url}: {error}", file=sys.stderr)
                     return 2
@@ -204,52 +134,43 @@ class Watch:
         """Follow on one connection until the stream ends, the server errs or the socket drops."""
         from websockets.sync.client import connect
 
-        follower = self.follower
+        view = self.view
         with connect(self.url, open_timeout=10, max_size=None) as ws:
             self.connected = True
-
-            def subscribe(after: int) -> None:
-                message = {"action": "subscribe", "streamId": follower.stream_id, "after": after}
-                ws.send(json.dumps(message))
-
-            follower.subscribe = subscribe
-            follower.start()
-            while follower.status is None and follower.error is None:
+            ws.send(json.dumps(view.subscribe_message()))
+            while not view.ended:
                 try:
                     raw = ws.recv(timeout=IDLE_RESYNC_SECONDS)
                 except TimeoutError:
                     # Delivery is at least once, not exactly: a long silence gets a fresh look.
-                    if not follower.awaiting:
-                        follower.start()
+                    if not view.awaiting_snapshot:
+                        ws.send(json.dumps(view.subscribe_message()))
                     continue
                 try:
                     message = json.loads(raw)
                 except ValueError:
                     continue
-                if isinstance(message, dict) and message.get("streamId") in (
-                    None,
-                    follower.stream_id,
-                ):
-                    follower.receive(message)
+                if request := view.apply(message):
+                    ws.send(json.dumps(request))
 
     def _result(self) -> int:
-        follower = self.follower
-        if follower.error is not None:
-            print(f"pts: {follower.stream_id}: {follower.error}", file=sys.stderr)
+        view = self.view
+        if view.error is not None:
+            print(f"pts: {view.stream_id}: {view.error}", file=sys.stderr)
             return 1
         sys.stdout.write("\n")
         sys.stdout.flush()
-        if follower.status == "done":
+        if view.status == "done":
             return 0
-        print(f"pts: stream ended {follower.status}{self._why()}", file=sys.stderr)
+        print(f"pts: stream ended {view.status}{self._why()}", file=sys.stderr)
         return 1
 
     def _why(self) -> str:
         """The error message of an `error` stream (WebSocket messages do not carry it)."""
-        if self.follower.status != "error":
+        if self.view.status != "error":
             return ""
         try:
-            response = httpx.get(f"{_http_url()}/streams/{self.follower.stream_id}", timeout=5)
+            response = httpx.get(f"{_http_url()}/streams/{self.view.stream_id}", timeout=5)
             return f": {response.json().get('error', '')}"
         except (httpx.HTTPError, ValueError):
             return ""
