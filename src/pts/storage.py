@@ -90,8 +90,8 @@ class Body:
 
 
 def new_id() -> str:
-    """128 random bits, URL-safe."""
-    return secrets.token_urlsafe(16)
+    """128 random bits, URL-safe; hex, so an id never starts with `-` (a command-line flag)."""
+    return secrets.token_hex(16)
 
 
 def hash_token(token: str) -> str:

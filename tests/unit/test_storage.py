@@ -20,7 +20,7 @@ def test_create_chat_makes_a_pending_stream_with_hashed_token(store: StreamStore
     assert token not in stream.token_hash
     assert stream.token_matches(token)
     assert not stream.token_matches(token + "x")
-    assert len(chat.stream_id) >= 22 and len(chat.chat_id) >= 22  # 128 bits, base64url
+    assert len(chat.stream_id) == 32 and len(chat.chat_id) == 32  # 128 bits, hex
     assert chat.created_at.endswith("Z") and len(chat.created_at) == 24  # ms precision
 
 
