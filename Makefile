@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint format build bench clean browser
+.PHONY: dev test lint format build bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ format: $(STAMP)
 
 build: $(STAMP) ## sam build: Lambda artifacts for python3.13 on arm64, no Docker needed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build
+
+bench: $(STAMP) ## the reply-2000 workload and its baselines: docs/benchmarks.md, docs/bench/
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf .aws-sam build dist
