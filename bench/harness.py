@@ -36,7 +36,7 @@ from bench.workload import PacedSource
 from pts import aws
 from pts.api import create_app
 from pts.config import Settings
-from pts.local.dynamodb import LocalDynamoDB, create_table_request, one_request_at_a_time
+from pts.local.dynamodb import LocalDynamoDB, create_tables, one_request_at_a_time
 from pts.local.stack import LocalStack, StackOptions
 from pts.local.streams import StreamPoller
 from pts.local.template import Template
@@ -216,14 +216,7 @@ class ProcessDynamoDB(LocalDynamoDB):
         self.endpoint = f"http://{host}:{port}"
         self._wait_until_up()
         client = boto3.client("dynamodb", endpoint_url=self.endpoint)
-        for logical_id, properties in self.template.tables().items():
-            name = f"{self.prefix}-{logical_id}"
-            description = client.create_table(**create_table_request(name, properties))
-            self.table_names[logical_id] = name
-            if arn := description["TableDescription"].get("LatestStreamArn"):
-                self.stream_arns[logical_id] = arn
-            if ttl := properties.get("TimeToLiveSpecification"):
-                client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        self.table_names, self.stream_arns = create_tables(client, self.template, self.prefix)
 
     def _wait_until_up(self) -> None:
         assert self._process is not None

@@ -40,6 +40,25 @@ def create_table_request(name: str, properties: dict[str, Any]) -> dict[str, Any
     return {"TableName": name, **request}
 
 
+def create_tables(
+    client: Any, template: Template, prefix: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Create the template's tables as `{prefix}-{logical id}`, with their TTL settings.
+
+    Returns the table names and stream ARNs, by logical id."""
+    names: dict[str, str] = {}
+    stream_arns: dict[str, str] = {}
+    for logical_id, properties in template.tables().items():
+        name = f"{prefix}-{logical_id}"
+        description = client.create_table(**create_table_request(name, properties))
+        names[logical_id] = name
+        if arn := description["TableDescription"].get("LatestStreamArn"):
+            stream_arns[logical_id] = arn
+        if ttl := properties.get("TimeToLiveSpecification"):
+            client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+    return names, stream_arns
+
+
 def one_request_at_a_time(app: Any) -> Any:
     """moto's backends are not thread-safe: two conditional writes racing in its threaded
     server could both succeed, and index queries can fail mid-write. DynamoDB applies each
@@ -78,15 +97,7 @@ class LocalDynamoDB:
         self._thread.start()
         self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
         client = boto3.client("dynamodb", endpoint_url=self.endpoint)
-        for logical_id, properties in self.template.tables().items():
-            name = f"{self.prefix}-{logical_id}"
-            description = client.create_table(**create_table_request(name, properties))
-            self.table_names[logical_id] = name
-            if arn := description["TableDescription"].get("LatestStreamArn"):
-                self.stream_arns[logical_id] = arn
-            ttl = properties.get("TimeToLiveSpecification")
-            if ttl:
-                client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        self.table_names, self.stream_arns = create_tables(client, self.template, self.prefix)
         logger.info("DynamoDB (moto) on %s with tables %s", self.endpoint, self.table_names)
 
     def stop(self) -> None:
