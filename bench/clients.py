@@ -16,9 +16,12 @@ import multiprocessing
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+
+from pts.client import StreamView
 
 CONNECT_CONCURRENCY = 50
 
@@ -80,26 +83,41 @@ class LoadResult:
 
 
 class _Followed:
-    """One stream a viewer follows: the client rule's state, and what it received."""
+    """One stream a viewer follows: the client rule (`pts.client.StreamView`) and what it
+    received, with when."""
 
     def __init__(self, stream_id: str, extra: int) -> None:
         self.result = ViewerResult(stream_id)
         self.extra = extra
-        self.final_seq: int | None = None
-        self.last = 0
+        self.view = StreamView(stream_id, on_text=self.add)
         self.held = 0
+        self.at = 0.0
+        """When the message being applied arrived."""
         self.snapshot = asyncio.Event()
         self.done = asyncio.Event()
 
-    def check_done(self) -> None:
-        if self.final_seq is not None and self.last >= self.final_seq + self.extra:
+    def apply(self, message: dict[str, Any], at: float) -> dict[str, Any] | None:
+        self.at = at
+        request = self.view.apply(message)
+        if request is not None:
+            self.result.resubscribes += 1
+        if message.get("type") == "snapshot":
+            self.snapshot.set()
+        view = self.view
+        if view.final is not None:
+            self.result.status, final_seq = view.final
+        elif view.ended:
+            self.result.status, final_seq = view.status, view.last
+        else:
+            return request
+        if view.last >= final_seq + self.extra:
             self.done.set()
+        return request
 
-    def add(self, text: str, at: float) -> None:
-        if text:
-            self.result.text += text
-            self.held += len(text.encode())
-            self.result.received.append((self.held, at))
+    def add(self, text: str) -> None:
+        self.result.text += text
+        self.held += len(text.encode())
+        self.result.received.append((self.held, self.at))
 
 
 class Viewer:
@@ -115,8 +133,8 @@ class Viewer:
             self._socket = await connect(
                 self.ws_url, compression=None, max_size=None, open_timeout=120
             )
-            for stream_id in self.streams:
-                await self._subscribe(stream_id, 0)
+            for followed in self.streams.values():
+                await self._socket.send(json.dumps(followed.view.subscribe_message()))
             while not all(f.snapshot.is_set() for f in self.streams.values()):
                 await self._next()
 
@@ -129,11 +147,6 @@ class Viewer:
         if self._socket is not None:
             await self._socket.close()
 
-    async def _subscribe(self, stream_id: str, after: int) -> None:
-        assert self._socket is not None
-        message = {"action": "subscribe", "streamId": stream_id, "after": after}
-        await self._socket.send(json.dumps(message))
-
     async def _next(self) -> None:
         assert self._socket is not None
         raw = await self._socket.recv()
@@ -145,25 +158,9 @@ class Viewer:
             return
         followed.result.messages += 1
         followed.result.wire_bytes += len(data)
-        kind = message.get("type")
-        seq = int(message.get("seq", 0))
-        if kind == "snapshot":
-            followed.add(message["text"], at)
-            followed.last = max(followed.last, seq)
-            followed.snapshot.set()
-        elif kind == "delta" and seq == followed.last + 1:
-            followed.add(message["text"], at)
-            followed.last = seq
-        elif kind == "delta" and seq > followed.last + 1:  # a gap: catch up with a snapshot
-            followed.result.resubscribes += 1
-            await self._subscribe(followed.result.stream_id, followed.last)
-        elif kind == "status":
-            followed.result.status = message["status"]
-            followed.final_seq = seq
-            if seq > followed.last:
-                followed.result.resubscribes += 1
-                await self._subscribe(followed.result.stream_id, followed.last)
-        followed.check_done()
+        if request := followed.apply(message, at):
+            assert self._socket is not None
+            await self._socket.send(json.dumps(request))
 
 
 # -- one driver ----------------------------------------------------------------------------
