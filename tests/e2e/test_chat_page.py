@@ -1,5 +1,5 @@
-"""The chat page (SPEC §10) in headless Chromium against the whole local stack: a driver
-window streaming over HTTP, other windows following over the WebSocket API."""
+"""The chat page in headless Chromium against the whole local stack: a driver window
+streaming over HTTP, other windows following over the WebSocket API."""
 
 from __future__ import annotations
 
