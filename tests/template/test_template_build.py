@@ -49,6 +49,20 @@ def test_layer_holds_the_library_and_its_dependencies(layer: Path) -> None:
     assert not (layer / "bin").exists()
 
 
+def test_layer_holds_only_what_lambda_runs(layer: Path) -> None:
+    # The local stack, the CLI and the WebSocket client are client-side (the last two import
+    # `websockets`, which the layer lacks): dead weight on every cold start.
+    for client_only in ("local", "cli.py", "client.py"):
+        assert not (layer / "pts" / client_only).exists(), client_only
+    (dist_info,) = layer.glob("persistent_text_streaming-*.dist-info")
+    assert not (dist_info / "entry_points.txt").exists()
+    # The package's RECORD lists exactly the files the layer holds.
+    listed = {line.split(",")[0] for line in (dist_info / "RECORD").read_text().splitlines()}
+    assert not {p for p in listed if p.startswith(("pts/local/", "pts/cli.", "pts/client."))}
+    assert all((layer / path).is_file() for path in listed), listed
+    assert {"pts/api.py", "pts/fanout.py", "pts/ws_routes.py", "pts/sweeper.py"} <= listed
+
+
 def _wheel_tag_fits_lambda(tag: str) -> bool:
     interpreter, abi, platform = tag.split("-")
     if abi == "none" and platform == "any":
