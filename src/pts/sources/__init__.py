@@ -1,7 +1,7 @@
-"""Text sources ("generators"): what produces the reply, behind one interface.
+"""Text sources: what produces the reply, behind one interface.
 
 See `pts.sources.base` for the interface and how to write your own. `load_source` turns the
-`PTS_GENERATOR` setting into a source.
+`PTS_SOURCE` setting (`PTS_GENERATOR`, its older name) into a source.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ BUILTIN_SOURCES: Mapping[str, Callable[[Mapping[str, str]], Source]] = {
 
 
 def load_source(name: str, env: Mapping[str, str]) -> Source:
-    """Build the source called `name` (the `PTS_GENERATOR` setting), configured from `env`.
+    """Build the source called `name` (the `PTS_SOURCE` setting), configured from `env`.
 
     - `demo`, `bedrock`, `openai`: the built-in sources (`BUILTIN_SOURCES`);
     - `package.module:attr`: your own. The rule is one line: **`attr` is a factory, called
