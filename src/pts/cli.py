@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 import httpx
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     get_parser.set_defaults(func=get)
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        command: Callable[[argparse.Namespace], int] = args.func
+        return command(args)
     except httpx.TransportError as error:
         print(f"pts: cannot reach {_http_url()}: {error}", file=sys.stderr)
         return 2

@@ -35,7 +35,7 @@ def _stream_id(body: dict[str, Any]) -> str:
 
 
 def _after(body: dict[str, Any]) -> int:
-    after = body.get("after", 0)
+    after: object = body.get("after", 0)
     if isinstance(after, bool) or not isinstance(after, int) or after < 0:
         raise BadMessage("after must be a whole number >= 0")
     return after

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
+from typing import cast
 
 from pts.sources.base import GenerationRequest, Source, aiter_source
 
@@ -76,13 +77,13 @@ def load_source(name: str, env: Mapping[str, str]) -> Source:
             ) from None
     if not callable(factory):
         raise TypeError(f"source {name!r}: {attr_path} is not callable (a factory taking env)")
-    source = factory(env)
+    source: object = factory(env)
     if not callable(source):
         raise TypeError(
             f"source {name!r}: {attr_path}(env) returned {type(source).__name__}, not a source "
             "(a callable taking a GenerationRequest)"
         )
-    return source
+    return cast(Source, source)
 
 
 _CHOICES = (

@@ -85,10 +85,10 @@ async def aiter_source(source: Source, request: GenerationRequest) -> AsyncGener
 
     try:
         while True:
-            piece = await asyncio.to_thread(step)
-            if piece is _END:
+            next_piece = await asyncio.to_thread(step)
+            if next_piece is _END:
                 return
-            yield _checked(piece)
+            yield _checked(next_piece)
     finally:
         close = getattr(it, "close", None)
         if close is not None:
