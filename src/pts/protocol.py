@@ -143,7 +143,7 @@ def error_message(error: str, stream_id: str | None = None) -> ErrorMessage:
 
 
 def encode(message: ServerMessage | ClientRequest) -> bytes:
-    """Compact UTF-8 JSON: what is posted to `@connections` (API Gateway bills by size)."""
+    """Compact UTF-8 JSON (no spaces, no `\\u` escapes), as posted to `@connections`."""
     return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -153,9 +153,6 @@ def encode(message: ServerMessage | ClientRequest) -> bytes:
 # messages. So a client applies a delta only when `seq == last + 1`, ignores `seq <= last`,
 # and on a gap, or a final `status` whose `seq` is above `last`, subscribes again with
 # `after = last` and appends that snapshot's text (`pts.client.StreamView` is the rule).
-
-FIRST_SEQ = 1
-"""The first batch's sequence number; `after = 0` asks for everything."""
 
 IDLE_RESYNC_SECONDS = 30.0
 """A follower that hears nothing for this long subscribes again: a lost message is not
