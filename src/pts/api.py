@@ -1,12 +1,16 @@
-"""The HTTP API (SPEC §4) as a Starlette app: on AWS behind Lambda Web Adapter and a
-response-streaming Function URL, locally under uvicorn — the same app either way."""
+"""The HTTP API (docs/protocol.md) as a Starlette app: on AWS behind Lambda Web Adapter and
+a response-streaming Function URL, locally under uvicorn — the same app either way.
+
+Every error a client causes is a Starlette `HTTPException`, answered as `{"error": detail}`
+by one handler (Starlette's own 404 and 405 included); when several apply, the checks run
+in the order 400, 401, 404, 403, 409.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from html import escape as html_escape
@@ -14,7 +18,6 @@ from importlib import resources
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -24,24 +27,17 @@ from starlette.routing import Route
 
 from pts.config import Settings
 from pts.driver import StreamDriver
+from pts.model import Stream
+from pts.protocol import Status, is_valid_id
 from pts.sources import GenerationRequest, Source, aiter_source, load_source
-from pts.storage import Status, Stream, StreamStore
+from pts.storage import AsyncStreamStore, StreamStore
 
 logger = logging.getLogger(__name__)
 
 MAX_PROMPT_BYTES = 32 * 1024
 MAX_BODY_BYTES = 64 * 1024
-ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DELETE_WAIT_SECONDS = 3.0
-
-
-class ApiError(Exception):
-    """An error the client caused: answered as `{"error": message}` with `status`."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+MISSING_TOKEN = "missing drive token: send 'Authorization: Bearer <driveToken>'"
 
 
 # -- request parsing --------------------------------------------------------------------
@@ -50,15 +46,15 @@ class ApiError(Exception):
 async def _json_object(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(400, f"request body is larger than {MAX_BODY_BYTES} bytes")
+        raise HTTPException(400, f"request body is larger than {MAX_BODY_BYTES} bytes")
     try:
         body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as error:
-        raise ApiError(400, "request body is not valid UTF-8") from error
+        raise HTTPException(400, "request body is not valid UTF-8") from error
     except json.JSONDecodeError as error:
-        raise ApiError(400, f"request body is not valid JSON: {error.msg}") from error
+        raise HTTPException(400, f"request body is not valid JSON: {error.msg}") from error
     if not isinstance(body, dict):
-        raise ApiError(400, "request body must be a JSON object")
+        raise HTTPException(400, "request body must be a JSON object")
     return body
 
 
@@ -66,12 +62,12 @@ def _utf8_size(value: str, name: str) -> int:
     try:
         return len(value.encode("utf-8"))
     except UnicodeEncodeError as error:
-        raise ApiError(400, f"{name} is not valid UTF-8 text (lone surrogate?)") from error
+        raise HTTPException(400, f"{name} is not valid UTF-8 text (lone surrogate?)") from error
 
 
 def _identifier(value: object, name: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ApiError(400, f"{name} must be a non-empty string")
+        raise HTTPException(400, f"{name} must be a non-empty string")
     return value
 
 
@@ -88,7 +84,7 @@ class Api:
 
     def __init__(self, settings: Settings, store: StreamStore, source: Source) -> None:
         self.settings = settings
-        self.store = store
+        self.store = AsyncStreamStore(store)
         self.source = source
         self.drivers: dict[str, StreamDriver] = {}
 
@@ -98,14 +94,14 @@ class Api:
         """The stream, if the request carries its drive token (401, 404, 403 in that order)."""
         token = _bearer_token(request)
         if token is None:
-            raise ApiError(401, "missing drive token: send 'Authorization: Bearer <driveToken>'")
+            raise HTTPException(401, MISSING_TOKEN)
         stream = None
-        if ID_PATTERN.fullmatch(stream_id):
-            stream = await run_in_threadpool(self.store.get_stream, stream_id)
+        if is_valid_id(stream_id):
+            stream = await self.store.get_stream(stream_id)
         if stream is None:
-            raise ApiError(404, f"unknown {missing}")
+            raise HTTPException(404, f"unknown {missing}")
         if not stream.token_matches(token):
-            raise ApiError(403, "wrong drive token for this stream")
+            raise HTTPException(403, "wrong drive token for this stream")
         return stream
 
     # -- routes ------------------------------------------------------------------------
@@ -123,18 +119,18 @@ class Api:
         body = await _json_object(request)
         prompt = body.get("prompt")
         if not isinstance(prompt, str):
-            raise ApiError(400, "prompt must be a string")
+            raise HTTPException(400, "prompt must be a string")
         size = _utf8_size(prompt, "prompt")
         if not 1 <= size <= MAX_PROMPT_BYTES:
-            raise ApiError(400, f"prompt must be 1 to {MAX_PROMPT_BYTES} bytes of UTF-8")
-        chat, token = await run_in_threadpool(self.store.create_chat, prompt)
+            raise HTTPException(400, f"prompt must be 1 to {MAX_PROMPT_BYTES} bytes of UTF-8")
+        chat, token = await self.store.create_chat(prompt)
         return JSONResponse(
             {"chatId": chat.chat_id, "streamId": chat.stream_id, "driveToken": token},
             status_code=201,
         )
 
     async def list_chats(self, request: Request) -> Response:
-        chats = await run_in_threadpool(self.store.list_chats)
+        chats = await self.store.list_chats()
         return JSONResponse(
             {
                 "chats": [
@@ -153,13 +149,13 @@ class Api:
         body = await _json_object(request)
         stream_id = _identifier(body.get("streamId"), "streamId")
         stream = await self._authorized_stream(request, stream_id)
-        if stream.status is not Status.PENDING or not await run_in_threadpool(
-            self.store.claim, stream_id
-        ):
-            raise ApiError(409, f"stream is not pending (it is {stream.status}): driven already")
+        if stream.status is not Status.PENDING or not await self.store.claim(stream_id):
+            raise HTTPException(
+                409, f"stream is not pending (it is {stream.status}): driven already"
+            )
         chat = None
         if stream.chat_id:
-            chat = await run_in_threadpool(self.store.get_chat, stream.chat_id)
+            chat = await self.store.get_chat(stream.chat_id)
         request_ = GenerationRequest(chat.prompt if chat else "", stream_id, stream.chat_id)
         driver = StreamDriver(
             self.store,
@@ -179,10 +175,10 @@ class Api:
     async def get_stream(self, request: Request) -> Response:
         stream_id = request.path_params["stream_id"]
         body = None
-        if ID_PATTERN.fullmatch(stream_id):
-            body = await run_in_threadpool(self.store.read, stream_id)
+        if is_valid_id(stream_id):
+            body = await self.store.read(stream_id)
         if body is None:
-            raise ApiError(404, "unknown stream")
+            raise HTTPException(404, "unknown stream")
         payload = {"streamId": stream_id, "text": body.text, "status": body.status, "seq": body.seq}
         if body.status is Status.ERROR:
             payload["error"] = body.error or "unknown error"
@@ -191,22 +187,22 @@ class Api:
     async def cancel(self, request: Request) -> Response:
         stream = await self._authorized_stream(request, request.path_params["stream_id"])
         if not await self._cancel(stream):
-            raise ApiError(409, f"stream already ended (status {stream.status})")
+            raise HTTPException(409, f"stream already ended (status {stream.status})")
         return JSONResponse({"status": "cancelled"}, status_code=202)
 
     async def delete_chat(self, request: Request) -> Response:
         chat_id = request.path_params["chat_id"]
         if _bearer_token(request) is None:
-            raise ApiError(401, "missing drive token: send 'Authorization: Bearer <driveToken>'")
+            raise HTTPException(401, MISSING_TOKEN)
         chat = None
-        if ID_PATTERN.fullmatch(chat_id):
-            chat = await run_in_threadpool(self.store.get_chat, chat_id)
+        if is_valid_id(chat_id):
+            chat = await self.store.get_chat(chat_id)
         if chat is None:
-            raise ApiError(404, "unknown chat")
+            raise HTTPException(404, "unknown chat")
         stream = await self._authorized_stream(request, chat.stream_id, missing="chat")
         if not stream.status.terminal and await self._cancel(stream):
             await self._wait_until_ended(stream)
-        await run_in_threadpool(self.store.delete_chat, chat)
+        await self.store.delete_chat(chat)
         return Response(status_code=204)
 
     # -- cancelling --------------------------------------------------------------------
@@ -215,7 +211,7 @@ class Api:
         """Ask the stream to stop; False if it had already ended."""
         if stream.status.terminal:
             return False
-        state = await run_in_threadpool(self.store.request_cancel, stream.stream_id)
+        state = await self.store.request_cancel(stream.stream_id)
         if state is None:
             return False
         # The driver may run in this very process: stop it now instead of at its next poll.
@@ -227,12 +223,12 @@ class Api:
         """Give the stream's driver time to flush and store `cancelled` (viewers see it)."""
         deadline = asyncio.get_running_loop().time() + DELETE_WAIT_SECONDS
         while asyncio.get_running_loop().time() < deadline:
-            current = await run_in_threadpool(self.store.get_stream, stream.stream_id)
+            current = await self.store.get_stream(stream.stream_id)
             if current is None or current.status.terminal:
                 return
             await asyncio.sleep(0.1)
         # Its driver is gone (a crashed instance): end the stream on its behalf.
-        await run_in_threadpool(self.store.finish, stream.stream_id, Status.CANCELLED, stream.seq)
+        await self.store.finish(stream.stream_id, Status.CANCELLED, stream.seq)
 
     async def shutdown(self) -> None:
         """Stop live streams cleanly: each is flushed and stored as `cancelled`."""
@@ -243,11 +239,6 @@ class Api:
 
 
 # -- the app ----------------------------------------------------------------------------
-
-
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return JSONResponse({"error": exc.message}, status_code=exc.status)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -268,7 +259,7 @@ def create_app(
     """The ASGI app. With no arguments everything comes from the environment."""
     settings = settings or Settings.from_env()
     store = store or StreamStore(settings.table, retention_days=settings.retention_days)
-    source = source or load_source(settings.generator, settings.extra)
+    source = source or load_source(settings.source, settings.extra)
     api = Api(settings, store, source)
 
     @asynccontextmanager
@@ -287,7 +278,6 @@ def create_app(
         Route("/streams/{stream_id}/cancel", api.cancel, methods=["POST"]),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
-        ApiError: _api_error,
         HTTPException: _http_error,
         Exception: _server_error,
     }

@@ -7,11 +7,15 @@ the local stack points the very same code at its emulators.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 # Standard retry mode: exponential backoff with jitter on throttling and 5xx, bounded.
 RETRY_CONFIG = Config(
@@ -30,4 +34,12 @@ def session() -> boto3.session.Session:
 @cache
 def client(service: str, endpoint_url: str | None = None) -> Any:
     """A shared client for `service` (e.g. `"dynamodb"`), with the project's retry config."""
-    return session().client(service, endpoint_url=endpoint_url, config=RETRY_CONFIG)
+    # The stubs type `Session.client` per service name (a literal); this takes any name.
+    factory: Callable[..., Any] = session().client
+    return factory(service, endpoint_url=endpoint_url, config=RETRY_CONFIG)
+
+
+def dynamodb() -> DynamoDBClient:
+    """The shared DynamoDB client, typed."""
+    client_: DynamoDBClient = client("dynamodb")
+    return client_

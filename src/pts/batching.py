@@ -1,4 +1,4 @@
-"""Where streamed text is cut into persisted batches (SPEC §6).
+"""Where streamed text is cut into persisted batches (docs/protocol.md, lifecycle).
 
 Every batch is one DynamoDB write and one WebSocket delta, so batches should be few but
 arrive soon, and should end where a reader would pause. `Batcher` decides the cuts; it is

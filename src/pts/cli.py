@@ -8,11 +8,12 @@ import json
 import logging
 import os
 import sys
-import time
+from collections.abc import Callable
 
 import httpx
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from pts.client import StreamView
+from pts.client import StreamView, follow
 
 HTTP_URL = "http://127.0.0.1:8000"
 WS_URL = "ws://127.0.0.1:8001"
@@ -97,9 +98,6 @@ def get(args: argparse.Namespace) -> int:
 
 # -- watch ------------------------------------------------------------------------------
 
-IDLE_RESYNC_SECONDS = 30.0
-RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
-
 
 def _print_live(text: str) -> None:
     sys.stdout.write(text)
@@ -107,58 +105,24 @@ def _print_live(text: str) -> None:
 
 
 class Watch:
-    """`pts watch`: one WebSocket connection at a time, reconnecting after a drop."""
+    """`pts watch`: `pts.client.follow` printing as it goes, then the stream's outcome."""
 
     def __init__(self, url: str, stream_id: str) -> None:
         self.url = url
-        self.view = StreamView(stream_id, on_text=_print_live)
-        self.connected = False
+        self.stream_id = stream_id
 
     def run(self) -> int:
-        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+        try:
+            view = asyncio.run(follow(self.url, self.stream_id, on_text=_print_live))
+        except InvalidURI as error:
+            print(f"pts: bad PTS_WS_URL {self.url!r}: {error}", file=sys.stderr)
+            return 2
+        except (ConnectionClosed, OSError, InvalidHandshake) as error:
+            print(f"pts: cannot reach {self.url}: {error}", file=sys.stderr)
+            return 2
+        return self._result(view)
 
-        failures = 0
-        while True:
-            shown = self.view.last
-            try:
-                self._follow()
-                return self._result()
-            except InvalidURI as error:
-                print(f"pts: bad PTS_WS_URL {self.url!r}: {error}", file=sys.stderr)
-                return 2
-            except (ConnectionClosed, OSError, InvalidHandshake) as error:
-                # A connection that made progress resets the count; one never made fails fast.
-                failures = 0 if self.view.last > shown else failures + 1
-                if not self.connected or failures > len(RECONNECT_DELAYS):
-                    print(f"pts: cannot reach {self.url}: {error}", file=sys.stderr)
-                    return 2
-                time.sleep(RECONNECT_DELAYS[failures - 1] if failures else 0.1)
-
-    def _follow(self) -> None:
-        """Follow on one connection until the stream ends, the server errs or the socket drops."""
-        from websockets.sync.client import connect
-
-        view = self.view
-        with connect(self.url, open_timeout=10, max_size=None) as ws:
-            self.connected = True
-            ws.send(json.dumps(view.subscribe_message()))
-            while not view.ended:
-                try:
-                    raw = ws.recv(timeout=IDLE_RESYNC_SECONDS)
-                except TimeoutError:
-                    # Delivery is at least once, not exactly: a long silence gets a fresh look.
-                    if not view.awaiting_snapshot:
-                        ws.send(json.dumps(view.subscribe_message()))
-                    continue
-                try:
-                    message = json.loads(raw)
-                except ValueError:
-                    continue
-                if request := view.apply(message):
-                    ws.send(json.dumps(request))
-
-    def _result(self) -> int:
-        view = self.view
+    def _result(self, view: StreamView) -> int:
         if view.error is not None:
             print(f"pts: {view.stream_id}: {view.error}", file=sys.stderr)
             return 1
@@ -166,15 +130,15 @@ class Watch:
         sys.stdout.flush()
         if view.status == "done":
             return 0
-        print(f"pts: stream ended {view.status}{self._why()}", file=sys.stderr)
+        print(f"pts: stream ended {view.status}{self._why(view)}", file=sys.stderr)
         return 1
 
-    def _why(self) -> str:
+    def _why(self, view: StreamView) -> str:
         """The error message of an `error` stream (WebSocket messages do not carry it)."""
-        if self.view.status != "error":
+        if view.status != "error":
             return ""
         try:
-            response = httpx.get(f"{_http_url()}/streams/{self.view.stream_id}", timeout=5)
+            response = httpx.get(f"{_http_url()}/streams/{view.stream_id}", timeout=5)
             return f": {response.json().get('error', '')}"
         except (httpx.HTTPError, ValueError):
             return ""
@@ -206,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     get_parser.set_defaults(func=get)
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        command: Callable[[argparse.Namespace], int] = args.func
+        return command(args)
     except httpx.TransportError as error:
         print(f"pts: cannot reach {_http_url()}: {error}", file=sys.stderr)
         return 2

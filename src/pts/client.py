@@ -1,21 +1,28 @@
-"""Watching a stream from Python: the client rule of SPEC §5, and a WebSocket follower.
+"""Watching a stream from Python: the client rule, and the one WebSocket follow loop.
 
 `StreamView` is the rule alone (no I/O), shared by `pts watch`, the tests and the
 benchmark: apply a delta only when `seq == last + 1`, ignore `seq <= last`, and on a gap,
 or a final status ahead of `last`, subscribe again with `after = last` and append that
-snapshot. `follow()` runs it over a WebSocket until the stream ends.
+snapshot (docs/protocol.md). `follow()` runs it over a WebSocket until the stream ends,
+reconnecting after a drop; `pts watch` is `follow()` printing as it goes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-TERMINAL = frozenset({"done", "error", "cancelled", "timeout"})
+from pts import protocol
+from pts.protocol import IDLE_RESYNC_SECONDS
+
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+"""Pauses before reconnecting after drops in a row that made no progress; then give up."""
 
 
 @dataclass
@@ -43,12 +50,12 @@ class StreamView:
     def ended(self) -> bool:
         return self.status is not None
 
-    def subscribe_message(self) -> dict[str, Any]:
+    def subscribe_message(self) -> protocol.SubscribeRequest:
         """Subscribe (again) after what is shown: at start, and on every new connection."""
         self.awaiting_snapshot = True
-        return {"action": "subscribe", "streamId": self.stream_id, "after": self.last}
+        return protocol.subscribe_request(self.stream_id, self.last)
 
-    def apply(self, message: Any) -> dict[str, Any] | None:
+    def apply(self, message: Any) -> protocol.SubscribeRequest | None:
         """Take one server message (others' are ignored); returns a subscribe message to
         send, if one is needed."""
         if not isinstance(message, dict) or message.get("streamId") not in (None, self.stream_id):
@@ -60,7 +67,7 @@ class StreamView:
         elif kind == "snapshot" and self.awaiting_snapshot:
             self.awaiting_snapshot = False
             self._append(str(message.get("text") or ""), max(self.last, int(message["seq"])))
-            if message.get("status") in TERMINAL:
+            if protocol.is_terminal(message.get("status")):
                 self.status = message["status"]
                 return None
             return self._catch_up()
@@ -70,7 +77,7 @@ class StreamView:
                 self.early[seq] = str(message.get("text") or "")
                 if not self.awaiting_snapshot:
                     return self._catch_up()
-        elif kind == "status" and message.get("status") in TERMINAL:
+        elif kind == "status" and protocol.is_terminal(message.get("status")):
             self.final = (str(message["status"]), int(message.get("seq") or 0))
             if not self.awaiting_snapshot:
                 return self._catch_up()
@@ -83,7 +90,7 @@ class StreamView:
                 self.on_text(text)
         self.last = seq
 
-    def _catch_up(self) -> dict[str, Any] | None:
+    def _catch_up(self) -> protocol.SubscribeRequest | None:
         for seq in sorted(self.early):
             if seq == self.last + 1:
                 self._append(self.early[seq], seq)
@@ -103,12 +110,47 @@ async def follow(
     after: int = 0,
     on_text: Callable[[str], None] | None = None,
     open_timeout: float = 10,
+    reconnect_delays: Sequence[float] = RECONNECT_DELAYS,
 ) -> StreamView:
-    """Subscribe to `stream_id` and follow it until it ends; the view holds the text."""
+    """Subscribe to `stream_id` and follow it until it ends; the view holds the text.
+
+    A dropped connection is opened again and resumes after what is shown; a drop right
+    after another with nothing new in between waits `reconnect_delays` longer each time,
+    then the error is raised. So is the first connection's error (nothing to resume):
+    an unreachable URL fails fast. A bad URL raises `websockets.exceptions.InvalidURI`.
+    """
     view = StreamView(stream_id, last=after, on_text=on_text)
-    async with connect(ws_url, open_timeout=open_timeout, max_size=None) as socket:
-        await socket.send(json.dumps(view.subscribe_message()))
-        while not view.ended:
-            if request := view.apply(json.loads(await socket.recv())):
-                await socket.send(json.dumps(request))
-    return view
+    connected = False
+    failures = 0
+    while True:
+        shown = view.last
+        try:
+            async with connect(ws_url, open_timeout=open_timeout, max_size=None) as socket:
+                connected = True
+                await _follow_on(socket, view)
+            return view
+        except (ConnectionClosed, OSError, InvalidHandshake):
+            # A connection that made progress resets the count; one never made fails fast.
+            failures = 0 if view.last > shown else failures + 1
+            if not connected or failures > len(reconnect_delays):
+                raise
+            await asyncio.sleep(reconnect_delays[failures - 1] if failures else 0.1)
+
+
+async def _follow_on(socket: ClientConnection, view: StreamView) -> None:
+    """Follow on one connection until the stream ends (or the connection drops)."""
+    await socket.send(json.dumps(view.subscribe_message()))
+    while not view.ended:
+        try:
+            raw = await asyncio.wait_for(socket.recv(), IDLE_RESYNC_SECONDS)
+        except TimeoutError:
+            # Delivery is at least once, not exactly: a long silence gets a fresh look.
+            if not view.awaiting_snapshot:
+                await socket.send(json.dumps(view.subscribe_message()))
+            continue
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            continue
+        if request := view.apply(message):
+            await socket.send(json.dumps(request))

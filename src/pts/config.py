@@ -7,18 +7,23 @@ copies them from the template, so code never asks which of the two it runs in.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
+    """`env[name]` as an `int` or a `float`; unset or empty is `default`."""
     raw = env.get(name)
-    return default if raw in (None, "") else float(raw)
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    return default if raw in (None, "") else int(raw)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from None
 
 
 @dataclass(frozen=True)  # no slots: from_env reads the class-level defaults
@@ -27,8 +32,9 @@ class Settings:
     """DynamoDB table holding chats, streams and their batches (`PTS_TABLE`)."""
     connections_table: str = "pts-connections"
     """DynamoDB table of WebSocket subscriptions (`PTS_CONNECTIONS_TABLE`)."""
-    generator: str = "demo"
-    """Text source: `demo`, `bedrock`, `openai` or `package.module:factory` (`PTS_GENERATOR`)."""
+    source: str = "demo"
+    """Text source: `demo`, `bedrock`, `openai` or `package.module:factory` (`PTS_SOURCE`;
+    `PTS_GENERATOR`, its older name, still works)."""
     retention_days: int = 30
     idle_timeout: float = 120.0
     pending_timeout: float = 600.0
@@ -49,12 +55,12 @@ class Settings:
         return cls(
             table=env.get("PTS_TABLE", cls.table),
             connections_table=env.get("PTS_CONNECTIONS_TABLE", cls.connections_table),
-            generator=env.get("PTS_GENERATOR") or cls.generator,
-            retention_days=_int(env, "PTS_RETENTION_DAYS", cls.retention_days),
-            idle_timeout=_float(env, "PTS_IDLE_TIMEOUT_SECONDS", cls.idle_timeout),
-            pending_timeout=_float(env, "PTS_PENDING_TIMEOUT_SECONDS", cls.pending_timeout),
-            batch_max_delay=_float(env, "PTS_BATCH_MAX_DELAY_SECONDS", cls.batch_max_delay),
-            batch_max_bytes=_int(env, "PTS_BATCH_MAX_BYTES", cls.batch_max_bytes),
+            source=env.get("PTS_SOURCE") or env.get("PTS_GENERATOR") or cls.source,
+            retention_days=_number(env, "PTS_RETENTION_DAYS", cls.retention_days, int),
+            idle_timeout=_number(env, "PTS_IDLE_TIMEOUT_SECONDS", cls.idle_timeout, float),
+            pending_timeout=_number(env, "PTS_PENDING_TIMEOUT_SECONDS", cls.pending_timeout, float),
+            batch_max_delay=_number(env, "PTS_BATCH_MAX_DELAY_SECONDS", cls.batch_max_delay, float),
+            batch_max_bytes=_number(env, "PTS_BATCH_MAX_BYTES", cls.batch_max_bytes, int),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
             ws_management_url=env.get("PTS_WS_MANAGEMENT_URL") or None,
             ws_url=env.get("PTS_WS_URL") or None,

@@ -10,17 +10,15 @@ path and body as boto3's, same signature scheme, same credentials chain.
 
 from __future__ import annotations
 
-import json
 import random
 import time
-from typing import Any
 from urllib.parse import quote
 
 import urllib3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
-from pts import aws
+from pts import aws, protocol
 
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 4
@@ -43,18 +41,17 @@ class Connections:
             maxsize=pool_size, block=True, retries=False, timeout=urllib3.Timeout(3, 10)
         )
 
-    @staticmethod
-    def encode(message: dict[str, Any]) -> bytes:
-        return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+    encode = staticmethod(protocol.encode)
+    """Kept for callers that encode before sending; `pts.protocol.encode` is the owner."""
 
-    def send(self, connection_id: str, message: dict[str, Any] | bytes) -> bool:
+    def send(self, connection_id: str, message: protocol.ServerMessage | bytes) -> bool:
         """Post one message; False if the connection is gone, raise on other errors.
 
         Throttling and 5xx are retried with jittered exponential backoff.
         """
         if not self.endpoint_url:
             raise RuntimeError("PTS_WS_MANAGEMENT_URL is not set: where is the WebSocket API?")
-        data = message if isinstance(message, bytes) else self.encode(message)
+        data = message if isinstance(message, bytes) else protocol.encode(message)
         url = f"{self.endpoint_url}/@connections/{quote(connection_id, safe='')}"
         for attempt in range(MAX_ATTEMPTS):
             status, body = self._post(url, data)
@@ -69,7 +66,10 @@ class Connections:
 
     def _post(self, url: str, data: bytes) -> tuple[int, bytes]:
         session = aws.session()
-        credentials = session.get_credentials().get_frozen_credentials()
+        found = session.get_credentials()
+        if found is None:
+            raise RuntimeError("no AWS credentials to sign @connections requests with")
+        credentials = found.get_frozen_credentials()
         request = AWSRequest(method="POST", url=url, data=data)
         SigV4Auth(credentials, "execute-api", session.region_name or "us-east-1").add_auth(request)
         response = self._pool.request(

@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from pts.batching import Batcher, coalesce
-from pts.storage import Status, StorageError, StreamStore
+from pts.protocol import Status
+from pts.storage import AsyncStreamStore, StorageError, StreamStore
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ class StreamDriver:
 
     def __init__(
         self,
-        store: StreamStore,
+        store: StreamStore | AsyncStreamStore,
         stream_id: str,
         pieces: AsyncIterable[str],
         *,
@@ -53,7 +55,7 @@ class StreamDriver:
         cancel_poll_interval: float = 1.0,
         write_retry_for: float = 30.0,
     ) -> None:
-        self.store = store
+        self.store = store if isinstance(store, AsyncStreamStore) else AsyncStreamStore(store)
         self.stream_id = stream_id
         self._pieces = pieces
         self._batcher = Batcher(max_delay=max_delay, max_bytes=max_bytes)
@@ -123,7 +125,7 @@ class StreamDriver:
         while True:
             await asyncio.sleep(self._cancel_poll_interval)
             try:
-                stop = await asyncio.to_thread(self.store.cancel_requested, self.stream_id)
+                stop = await self.store.cancel_requested(self.stream_id)
             except Exception:
                 logger.exception("polling stream %s for a cancel request", self.stream_id)
                 continue
@@ -165,7 +167,7 @@ class StreamDriver:
             if not self._persisting:
                 return
             seq = self._seq + 1
-            if await self._retrying(self.store.append, self.stream_id, seq, text):
+            if await self._retrying(partial(self.store.append, self.stream_id, seq, text)):
                 self._seq = seq
             else:
                 # Stop generating: text that cannot be stored would be seen by the driver only.
@@ -180,16 +182,18 @@ class StreamDriver:
             status = Status.CANCELLED
         else:
             status = Status.DONE
-        await self._retrying(self.store.finish, self.stream_id, status, self._seq, self._error)
+        await self._retrying(
+            partial(self.store.finish, self.stream_id, status, self._seq, self._error)
+        )
         return DriveResult(status, self._seq, self._error)
 
-    async def _retrying(self, write: Callable[..., object], *args: object) -> bool:
-        """Run a blocking write in a thread; retry beyond boto3's own retries, for a while."""
+    async def _retrying(self, write: Callable[[], Awaitable[object]]) -> bool:
+        """Run a write; retry beyond boto3's own retries, for a while."""
         give_up = time.monotonic() + self._write_retry_for
         delay = 0.2
         while True:
             try:
-                await asyncio.to_thread(write, *args)
+                await write()
                 return True
             except StorageError:
                 logger.exception("stream %s refused a write", self.stream_id)

@@ -6,6 +6,10 @@ stream, so one Query finds a stream's viewers; each viewer gets its messages in 
 viewers are served concurrently from a bounded thread pool (boto3 clients are thread-safe).
 A gone connection (410) loses its subscriptions and fails nothing; any other failed post
 fails its record, which Lambda then retries (`ReportBatchItemFailures`).
+
+The handler answers Lambda's partial-batch response itself, straight from what happened:
+every failed record is listed, even when that is all of them (Powertools'
+`process_partial_response` would raise then, and Lambda would start bisecting the batch).
 """
 
 from __future__ import annotations
@@ -16,26 +20,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
     DynamoDBRecord,
     DynamoDBRecordEventName,
     DynamoDBStreamEvent,
 )
 
+from pts import protocol
 from pts.config import Settings
 from pts.connections import Connections
-from pts.storage import TERMINAL_STATUSES
 from pts.subscriptions import SubscriptionStore
 
 logger = logging.getLogger(__name__)
 
 POOL_SIZE = 32
-_TERMINAL = {s.value for s in TERMINAL_STATUSES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,23 +53,16 @@ def message_of(record: DynamoDBRecord) -> Outgoing | None:
         return None
     image = stream.new_image
     kind = image.get("kind")
+    message: protocol.ServerMessage
     if kind == "batch" and record.event_name is DynamoDBRecordEventName.INSERT:
-        message = {
-            "type": "delta",
-            "streamId": image["streamId"],
-            "seq": int(image["seq"]),
-            "text": image["text"],
-        }
-    elif kind == "stream" and image.get("status") in _TERMINAL:
-        message = {
-            "type": "status",
-            "streamId": image["streamId"],
-            "status": image["status"],
-            "seq": int(image.get("seq", 0)),
-        }
+        message = protocol.delta_message(image["streamId"], int(image["seq"]), image["text"])
+    elif kind == "stream" and protocol.is_terminal(image.get("status")):
+        message = protocol.status_message(
+            image["streamId"], image["status"], int(image.get("seq", 0))
+        )
     else:
         return None
-    return Outgoing(stream.sequence_number or "", image["streamId"], Connections.encode(message))
+    return Outgoing(stream.sequence_number or "", image["streamId"], protocol.encode(message))
 
 
 @dataclass
@@ -100,19 +92,19 @@ class Fanout:
             Connections(settings.ws_management_url),
         )
 
-    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The Lambda response: `batchItemFailures` for the records to retry."""
-        delivery = self.deliver(DynamoDBStreamEvent(event))
-
-        def check(record: DynamoDBRecord) -> None:
-            if record.dynamodb and record.dynamodb.sequence_number in delivery.failed:
-                raise RuntimeError(f"delivery failed for record {record.dynamodb.sequence_number}")
-
-        return process_partial_response(
-            event=event,
-            record_handler=check,
-            processor=BatchProcessor(event_type=EventType.DynamoDBStreams),
-        )
+    def handle(self, event: dict[str, Any]) -> PartialItemFailureResponse:
+        """The Lambda response: `batchItemFailures` lists the records to retry, in order."""
+        records = DynamoDBStreamEvent(event)
+        delivery = self.deliver(records)
+        return {
+            "batchItemFailures": [
+                {"itemIdentifier": sequence_number}
+                for record in records.records
+                if record.dynamodb is not None
+                and (sequence_number := record.dynamodb.sequence_number) is not None
+                and sequence_number in delivery.failed
+            ]
+        }
 
     def deliver(self, event: DynamoDBStreamEvent) -> Delivery:
         by_stream: dict[str, list[Outgoing]] = defaultdict(list)

@@ -1,48 +1,63 @@
-"""The DynamoDB data model: chats, streams and their batches (see docs/architecture.md).
+"""The repository: chats, streams and batches in one DynamoDB table (see docs/architecture.md).
 
-A stream's meta item (`sk = META`) and its batches (`sk = BATCH#0000000001`, …) share one
-partition, and `BATCH#…` sorts before `META`: one consistent Query returns a body (or the
-part after a sequence number) together with the stream's status.
+Each state change of a stream is one named transition (`claim`, `append`, `finish`,
+`time_out`, `cancel_pending`, `request_cancel`), each one conditional write; a failed
+condition is a domain answer (False, None or `SequenceConflict`), never a `ClientError`.
+Keys and the attribute codec live in `pts.keys`, the domain types in `pts.model`.
+`AsyncStreamStore` is the same store for coroutines: every call runs in a worker thread.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
+import asyncio
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from pts import aws
+from pts.keys import (
+    BATCH_PREFIX,
+    CHAT_LIST,
+    MAX_SEQ,
+    META_SK,
+    batch_key,
+    batch_sk,
+    chat_key,
+    deserialize,
+    serialize,
+    stream_id_of,
+    stream_key,
+    stream_pk,
+)
+from pts.model import Body, Chat, Stream, hash_token, iso_time, new_id, new_token
+from pts.protocol import TERMINAL_STATUSES, Status
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
-MAX_SEQ = 9_999_999_999
-CHAT_LIST = "chats"
+# Re-exported: callers (and the benchmark) import these from here as they always did.
+__all__ = [
+    "CHAT_LIST",
+    "MAX_SEQ",
+    "TERMINAL_STATUSES",
+    "AsyncStreamStore",
+    "Body",
+    "Chat",
+    "SequenceConflict",
+    "Status",
+    "StorageError",
+    "Stream",
+    "StreamStore",
+    "batch_sk",
+    "deserialize",
+    "serialize",
+    "stream_key",
+]
 
-
-class Status(StrEnum):
-    PENDING = "pending"
-    STREAMING = "streaming"
-    DONE = "done"
-    ERROR = "error"
-    CANCELLED = "cancelled"
-    TIMEOUT = "timeout"
-
-    @property
-    def terminal(self) -> bool:
-        return self not in (Status.PENDING, Status.STREAMING)
-
-
-TERMINAL_STATUSES = tuple(s for s in Status if s.terminal)
+MAX_ERROR_CHARS = 4000
+_CONDITION_FAILED = frozenset({"ConditionalCheckFailedException", "TransactionCanceledException"})
 
 
 class StorageError(Exception):
@@ -53,74 +68,27 @@ class SequenceConflict(StorageError):
     """Another writer already stored a different batch under this sequence number."""
 
 
-@dataclass(frozen=True, slots=True)
-class Chat:
-    chat_id: str
-    prompt: str
-    stream_id: str
-    created_at: str
+def applied(write: Callable[[], object]) -> bool:
+    """Run one conditional write: True if it applied, False if its condition failed.
+
+    The one place a failed condition (`ConditionalCheckFailedException`, or a transaction
+    cancelled by one) becomes a domain answer; any other error propagates.
+    """
+    try:
+        write()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in _CONDITION_FAILED:
+            return False
+        raise
+    return True
 
 
-@dataclass(frozen=True, slots=True)
-class Stream:
-    stream_id: str
-    chat_id: str | None
-    status: Status
-    token_hash: str
-    created_at: str
-    updated_at: float
-    seq: int
-    error: str | None = None
-    cancel_requested: bool = False
-
-    def token_matches(self, token: str) -> bool:
-        return hmac.compare_digest(self.token_hash, hash_token(token))
-
-
-@dataclass(frozen=True, slots=True)
-class Body:
-    """Batches after some sequence number, joined, with the stream's state."""
-
-    stream_id: str
-    text: str
-    seq: int
-    """The highest persisted sequence number (or the `after` asked for, if none is higher)."""
-    status: Status
-    error: str | None = None
-
-
-def new_id() -> str:
-    """128 random bits, URL-safe; hex, so an id never starts with `-` (a command-line flag)."""
-    return secrets.token_hex(16)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def iso_now(now: float) -> str:
-    stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
-
-
-def stream_key(stream_id: str) -> dict[str, str]:
-    return {"pk": f"STREAM#{stream_id}", "sk": "META"}
-
-
-def batch_sk(seq: int) -> str:
-    return f"BATCH#{seq:010d}"
-
-
-def serialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in item.items() if v is not None}
-
-
-def deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+def _chat_from_item(item: dict[str, Any]) -> Chat:
+    return Chat(item["chatId"], item["prompt"], item["streamId"], item["createdAt"])
 
 
 def stream_from_item(item: dict[str, Any]) -> Stream:
-    """A `Stream` from a deserialized meta item (also used on DynamoDB stream images)."""
+    """A `Stream` from a deserialized meta item (also usable on DynamoDB Streams images)."""
     return Stream(
         stream_id=item["streamId"],
         chat_id=item.get("chatId"),
@@ -130,30 +98,18 @@ def stream_from_item(item: dict[str, Any]) -> Stream:
         updated_at=float(item.get("updatedAt", 0)),
         seq=int(item.get("seq", 0)),
         error=item.get("error"),
-        cancel_requested=bool(item.get("cancelRequested", False)),
-    )
-
-
-def _chat_from_item(item: dict[str, Any]) -> Chat:
-    return Chat(item["chatId"], item["prompt"], item["streamId"], item["createdAt"])
-
-
-def _condition_failed(error: ClientError) -> bool:
-    return error.response["Error"]["Code"] in (
-        "ConditionalCheckFailedException",
-        "TransactionCanceledException",
     )
 
 
 class StreamStore:
-    """Chats, streams and batches in one DynamoDB table."""
+    """Chats, streams and batches in one DynamoDB table (blocking; see `AsyncStreamStore`)."""
 
     def __init__(
         self,
         table: str,
         *,
         retention_days: int = 30,
-        client: Any = None,
+        client: DynamoDBClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.table = table
@@ -162,8 +118,8 @@ class StreamStore:
         self._client = client
 
     @property
-    def client(self) -> Any:
-        return self._client or aws.client("dynamodb")  # shared, created on first use
+    def client(self) -> DynamoDBClient:
+        return self._client or aws.dynamodb()  # shared, created on first use
 
     def _ttl(self, now: float) -> int:
         return int(now + self.retention)
@@ -173,11 +129,10 @@ class StreamStore:
     def create_chat(self, prompt: str) -> tuple[Chat, str]:
         """Store a chat and its `pending` stream; return the chat and the drive token."""
         now = self.clock()
-        chat = Chat(new_id(), prompt, new_id(), iso_now(now))
-        token = secrets.token_urlsafe(32)
+        chat = Chat(new_id(), prompt, new_id(), iso_time(now))
+        token = new_token()
         chat_item = {
-            "pk": f"CHAT#{chat.chat_id}",
-            "sk": "CHAT",
+            **chat_key(chat.chat_id),
             "kind": "chat",
             "chatId": chat.chat_id,
             "prompt": prompt,
@@ -219,9 +174,7 @@ class StreamStore:
 
     def get_chat(self, chat_id: str) -> Chat | None:
         response = self.client.get_item(
-            TableName=self.table,
-            Key=serialize({"pk": f"CHAT#{chat_id}", "sk": "CHAT"}),
-            ConsistentRead=True,
+            TableName=self.table, Key=serialize(chat_key(chat_id)), ConsistentRead=True
         )
         item = response.get("Item")
         return _chat_from_item(deserialize(item)) if item else None
@@ -233,32 +186,23 @@ class StreamStore:
         item = response.get("Item")
         return stream_from_item(deserialize(item)) if item else None
 
+    # -- transitions -------------------------------------------------------------------
+
     def claim(self, stream_id: str) -> bool:
         """`pending` → `streaming`, atomically: exactly one caller gets True."""
-        now = self.clock()
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=serialize(stream_key(stream_id)),
-                UpdateExpression="SET #s = :streaming, activeStatus = :streaming, updatedAt = :now",
-                ConditionExpression="#s = :pending",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=serialize(
-                    {":streaming": "streaming", ":pending": "pending", ":now": int(now)}
-                ),
-            )
-        except ClientError as error:
-            if _condition_failed(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            stream_id,
+            "SET #s = :streaming, activeStatus = :streaming, updatedAt = :now",
+            "#s = :pending",
+            {":streaming": Status.STREAMING.value, ":pending": Status.PENDING.value},
+        )
 
     def append(self, stream_id: str, seq: int, text: str) -> None:
         """Store batch `seq`. Retrying the same batch is harmless; a different one conflicts."""
         now = self.clock()
+        key = batch_key(stream_id, seq)
         item = {
-            "pk": f"STREAM#{stream_id}",
-            "sk": batch_sk(seq),
+            **key,
             "kind": "batch",
             "streamId": stream_id,
             "seq": seq,
@@ -266,90 +210,66 @@ class StreamStore:
             "writtenAt": int(now * 1000),
             "ttl": self._ttl(now),
         }
-        try:
-            self.client.put_item(
+        if applied(
+            lambda: self.client.put_item(
                 TableName=self.table,
                 Item=serialize(item),
                 ConditionExpression="attribute_not_exists(pk)",
             )
-        except ClientError as error:
-            if not _condition_failed(error):
-                raise
-            existing = self.client.get_item(
-                TableName=self.table,
-                Key=serialize({"pk": item["pk"], "sk": item["sk"]}),
-                ConsistentRead=True,
-            ).get("Item")
-            if existing is None or deserialize(existing).get("text") != text:
-                raise SequenceConflict(f"batch {seq} of stream {stream_id} exists") from error
+        ):
+            return
+        existing = self.client.get_item(
+            TableName=self.table, Key=serialize(key), ConsistentRead=True
+        ).get("Item")
+        if existing is None or deserialize(existing).get("text") != text:
+            raise SequenceConflict(f"batch {seq} of stream {stream_id} exists")
 
-    def finish(
+    def finish(self, stream_id: str, status: Status, seq: int, error: str | None = None) -> bool:
+        """The driver's end: `streaming` → `status` (done, error or cancelled) at batch `seq`.
+
+        False if the stream was no longer streaming (cancelled while pending, timed out).
+        """
+        return self._end(stream_id, status, seq, error, "#s = :from", {":from": "streaming"})
+
+    def time_out(
         self,
         stream_id: str,
-        status: Status,
-        seq: int,
+        seen: Status,
+        updated_at: float,
+        seq: int = 0,
         error: str | None = None,
-        *,
-        from_statuses: tuple[Status, ...] = (Status.STREAMING,),
-        updated_at: float | None = None,
     ) -> bool:
-        """Move a live stream to a terminal `status`; False if it was not in `from_statuses`.
+        """The sweeper's end: `seen` → `timeout`, only if the stream has not moved since it
+        was read (same status, same `updatedAt`), so a stream that just started is spared."""
+        return self._end(
+            stream_id,
+            Status.TIMEOUT,
+            seq,
+            error,
+            "#s = :from AND updatedAt = :seen",
+            {":from": seen.value, ":seen": int(updated_at)},
+        )
 
-        `updated_at` makes the change conditional on the stream not having moved since it
-        was read (the sweeper uses it not to time out a stream that just started).
-        """
-        names = {"#s": "status"}
-        values: dict[str, Any] = {":status": status.value, ":seq": seq, ":now": int(self.clock())}
-        expression = "SET #s = :status, seq = :seq, updatedAt = :now"
-        if error is not None:
-            expression += ", #e = :error"
-            names["#e"] = "error"
-            values[":error"] = error[:4000]
-        expression += " REMOVE activeStatus"
-        allowed = []
-        for i, allowed_status in enumerate(from_statuses):
-            values[f":from{i}"] = allowed_status.value
-            allowed.append(f":from{i}")
-        condition = f"#s IN ({', '.join(allowed)})"
-        if updated_at is not None:
-            values[":seen"] = int(updated_at)
-            condition += " AND updatedAt = :seen"
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=serialize(stream_key(stream_id)),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=serialize(values),
-            )
-        except ClientError as err:
-            if _condition_failed(err):
-                return False
-            raise
-        return True
+    def cancel_pending(self, stream_id: str) -> bool:
+        """`pending` → `cancelled`: nobody drives it yet, so it ends at once, with no text."""
+        return self._end(stream_id, Status.CANCELLED, 0, None, "#s = :from", {":from": "pending"})
 
     def request_cancel(self, stream_id: str) -> Status | None:
-        """Ask the stream's driver to stop; a `pending` stream is cancelled at once.
+        """Ask the stream to stop: a `pending` one is cancelled at once (`cancel_pending`), a
+        `streaming` one is flagged for its driver, which polls `cancel_requested`.
 
         Returns the status the stream now has, or None if it had already ended.
         """
-        if self.finish(stream_id, Status.CANCELLED, 0, from_statuses=(Status.PENDING,)):
+        if self.cancel_pending(stream_id):
             return Status.CANCELLED
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=serialize(stream_key(stream_id)),
-                UpdateExpression="SET cancelRequested = :yes",
-                ConditionExpression="#s = :streaming",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=serialize({":yes": True, ":streaming": "streaming"}),
-            )
-        except ClientError as error:
-            if _condition_failed(error):
-                return None
-            raise
-        return Status.STREAMING
+        flagged = self._update_if(
+            stream_id,
+            "SET cancelRequested = :yes",
+            "#s = :streaming",
+            {":yes": True, ":streaming": Status.STREAMING.value},
+            touch=False,
+        )
+        return Status.STREAMING if flagged else None
 
     def cancel_requested(self, stream_id: str) -> bool:
         """Whether someone asked this stream to stop (or it ended under the driver's feet)."""
@@ -359,9 +279,54 @@ class StreamStore:
             ProjectionExpression="#s, cancelRequested",
             ExpressionAttributeNames={"#s": "status"},
         )
-        item = deserialize(response.get("Item", {}))
+        item = deserialize(dict(response.get("Item", {})))
         status = item.get("status")
         return bool(item.get("cancelRequested")) or status is None or Status(status).terminal
+
+    def _end(
+        self,
+        stream_id: str,
+        status: Status,
+        seq: int,
+        error: str | None,
+        condition: str,
+        condition_values: dict[str, Any],
+    ) -> bool:
+        """Move a stream to a terminal `status` (leaving the `ActiveStreams` index)."""
+        update = "SET #s = :status, seq = :seq, updatedAt = :now"
+        values: dict[str, Any] = {":status": status.value, ":seq": seq, **condition_values}
+        names = {}
+        if error is not None:
+            update += ", #e = :error"
+            names["#e"] = "error"
+            values[":error"] = error[:MAX_ERROR_CHARS]
+        update += " REMOVE activeStatus"
+        return self._update_if(stream_id, update, condition, values, names=names)
+
+    def _update_if(
+        self,
+        stream_id: str,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        *,
+        names: dict[str, str] | None = None,
+        touch: bool = True,
+    ) -> bool:
+        """One conditional update of a stream's meta item (`#s` is `status`; `:now` the
+        clock, when `touch`); False if the condition failed."""
+        if touch:
+            values = {**values, ":now": int(self.clock())}
+        return applied(
+            lambda: self.client.update_item(
+                TableName=self.table,
+                Key=serialize(stream_key(stream_id)),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#s": "status", **(names or {})},
+                ExpressionAttributeValues=serialize(values),
+            )
+        )
 
     # -- reading -----------------------------------------------------------------------
 
@@ -371,7 +336,7 @@ class StreamStore:
             TableName=self.table,
             KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :meta",
             ExpressionAttributeValues=serialize(
-                {":pk": f"STREAM#{stream_id}", ":first": batch_sk(after + 1), ":meta": "META"}
+                {":pk": stream_pk(stream_id), ":first": batch_sk(after + 1), ":meta": META_SK}
             ),
             ConsistentRead=True,
         )
@@ -381,7 +346,7 @@ class StreamStore:
         for page in pages:
             for raw in page["Items"]:
                 item = deserialize(raw)
-                if item["sk"] == "META":
+                if item["sk"] == META_SK:
                     meta = item
                 else:
                     texts.append(item["text"])
@@ -395,7 +360,9 @@ class StreamStore:
         response = self.client.query(
             TableName=self.table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :batch)",
-            ExpressionAttributeValues=serialize({":pk": f"STREAM#{stream_id}", ":batch": "BATCH#"}),
+            ExpressionAttributeValues=serialize(
+                {":pk": stream_pk(stream_id), ":batch": BATCH_PREFIX}
+            ),
             ScanIndexForward=False,
             Limit=1,
             ProjectionExpression="seq, writtenAt",
@@ -403,7 +370,7 @@ class StreamStore:
         )
         if not response["Items"]:
             return None
-        item = deserialize(response["Items"][0])
+        item = deserialize(dict(response["Items"][0]))
         return int(item["seq"]), int(item["writtenAt"]) / 1000
 
     def active_streams(self, status: Status, updated_before: float) -> Iterator[tuple[str, float]]:
@@ -419,33 +386,78 @@ class StreamStore:
         for page in pages:
             for raw in page["Items"]:
                 item = deserialize(raw)
-                yield item["pk"].removeprefix("STREAM#"), float(item["updatedAt"])
+                yield stream_id_of(item["pk"]), float(item["updatedAt"])
 
     # -- deleting ----------------------------------------------------------------------
 
     def delete_chat(self, chat: Chat) -> None:
         """Delete the chat, its stream and every batch, in pages of 25."""
-        keys = [{"pk": f"CHAT#{chat.chat_id}", "sk": "CHAT"}]
         pages = self.client.get_paginator("query").paginate(
             TableName=self.table,
             KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": f"STREAM#{chat.stream_id}"}},
+            ExpressionAttributeValues={":pk": {"S": stream_pk(chat.stream_id)}},
             ProjectionExpression="pk, sk",
             ConsistentRead=True,
         )
         # Batches first, the chat item last: an interrupted delete can be retried.
         stream_keys = [deserialize(i) for page in pages for i in page["Items"]]
-        self._delete_keys([*stream_keys, *keys])
+        self._delete_keys([*stream_keys, chat_key(chat.chat_id)])
 
-    def _delete_keys(self, keys: list[dict[str, str]]) -> None:
+    def _delete_keys(self, keys: list[dict[str, Any]]) -> None:
         for start in range(0, len(keys), 25):
             requests = [{"DeleteRequest": {"Key": serialize(k)}} for k in keys[start : start + 25]]
             pending: dict[str, Any] = {self.table: requests}
             for attempt in range(8):
                 response = self.client.batch_write_item(RequestItems=pending)
-                pending = response.get("UnprocessedItems") or {}
+                pending = dict(response.get("UnprocessedItems") or {})
                 if not pending:
                     break
                 time.sleep(min(0.05 * 2**attempt, 1.0))
             else:
                 raise StorageError(f"could not delete {len(pending[self.table])} items")
+
+
+class AsyncStreamStore:
+    """The store for coroutines: each call runs the blocking one in a worker thread.
+
+    The API and the driver both reach DynamoDB through this, so neither blocks the event
+    loop and both share the default executor. `sync` is the blocking store underneath.
+    """
+
+    def __init__(self, store: StreamStore) -> None:
+        self.sync = store
+
+    async def create_chat(self, prompt: str) -> tuple[Chat, str]:
+        return await asyncio.to_thread(self.sync.create_chat, prompt)
+
+    async def list_chats(self) -> list[Chat]:
+        return await asyncio.to_thread(self.sync.list_chats)
+
+    async def get_chat(self, chat_id: str) -> Chat | None:
+        return await asyncio.to_thread(self.sync.get_chat, chat_id)
+
+    async def get_stream(self, stream_id: str) -> Stream | None:
+        return await asyncio.to_thread(self.sync.get_stream, stream_id)
+
+    async def read(self, stream_id: str, after: int = 0) -> Body | None:
+        return await asyncio.to_thread(self.sync.read, stream_id, after)
+
+    async def claim(self, stream_id: str) -> bool:
+        return await asyncio.to_thread(self.sync.claim, stream_id)
+
+    async def append(self, stream_id: str, seq: int, text: str) -> None:
+        await asyncio.to_thread(self.sync.append, stream_id, seq, text)
+
+    async def finish(
+        self, stream_id: str, status: Status, seq: int, error: str | None = None
+    ) -> bool:
+        return await asyncio.to_thread(self.sync.finish, stream_id, status, seq, error)
+
+    async def request_cancel(self, stream_id: str) -> Status | None:
+        return await asyncio.to_thread(self.sync.request_cancel, stream_id)
+
+    async def cancel_requested(self, stream_id: str) -> bool:
+        return await asyncio.to_thread(self.sync.cancel_requested, stream_id)
+
+    async def delete_chat(self, chat: Chat) -> None:
+        await asyncio.to_thread(self.sync.delete_chat, chat)

@@ -1,7 +1,7 @@
 """Who watches which stream: WebSocket subscriptions in the connections table.
 
-One item per (stream, connection): `pk = STREAM#{streamId}`, `sk = CONN#{connectionId}`, so
-the fan-out reads a stream's viewers with one Query; the `ByConnection` index finds a
+One item per (stream, connection) (keys in `pts.keys`), so the fan-out reads a stream's
+viewers with one Query; the `ByConnection` index finds a
 connection's subscriptions when it goes away. Items expire (`ttl`) a little after API
 Gateway's 2-hour connection limit, so a missed `$disconnect` leaves nothing behind for long.
 """
@@ -10,33 +10,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pts import aws
-from pts.storage import serialize
+from pts.keys import serialize, stream_pk, subscription_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 CONNECTION_LIFETIME = 2 * 3600 + 600
 
 
 class SubscriptionStore:
     def __init__(
-        self, table: str, *, client: Any = None, clock: Callable[[], float] = time.time
+        self,
+        table: str,
+        *,
+        client: DynamoDBClient | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.table = table
         self.clock = clock
         self._client = client
 
     @property
-    def client(self) -> Any:
-        return self._client or aws.client("dynamodb")  # shared, created on first use
-
-    @staticmethod
-    def _key(stream_id: str, connection_id: str) -> dict[str, str]:
-        return {"pk": f"STREAM#{stream_id}", "sk": f"CONN#{connection_id}"}
+    def client(self) -> DynamoDBClient:
+        return self._client or aws.dynamodb()  # shared, created on first use
 
     def subscribe(self, connection_id: str, stream_id: str) -> None:
         item = {
-            **self._key(stream_id, connection_id),
+            **subscription_key(stream_id, connection_id),
             "connectionId": connection_id,
             "streamId": stream_id,
             "ttl": int(self.clock() + CONNECTION_LIFETIME),
@@ -45,7 +48,7 @@ class SubscriptionStore:
 
     def unsubscribe(self, connection_id: str, stream_id: str) -> None:
         self.client.delete_item(
-            TableName=self.table, Key=serialize(self._key(stream_id, connection_id))
+            TableName=self.table, Key=serialize(subscription_key(stream_id, connection_id))
         )
 
     def subscribers(self, stream_id: str) -> list[str]:
@@ -53,7 +56,7 @@ class SubscriptionStore:
         pages = self.client.get_paginator("query").paginate(
             TableName=self.table,
             KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": f"STREAM#{stream_id}"}},
+            ExpressionAttributeValues={":pk": {"S": stream_pk(stream_id)}},
             ProjectionExpression="connectionId",
         )
         return [item["connectionId"]["S"] for page in pages for item in page["Items"]]

@@ -1,4 +1,4 @@
-"""Mark streams that stopped, or never started, `timeout` (SPEC §6).
+"""Mark streams that stopped, or never started, `timeout` (docs/protocol.md, lifecycle).
 
 A driver that dies (a crashed Lambda, a lost container) leaves its stream `streaming`
 forever; a chat nobody drives stays `pending`. The sweeper runs on a schedule, reads only
@@ -35,21 +35,15 @@ def sweep(
     checked = 0
     for stream_id, updated_at in store.active_streams(Status.PENDING, now - pending_timeout):
         checked += 1
-        if store.finish(
-            stream_id, Status.TIMEOUT, 0, from_statuses=(Status.PENDING,), updated_at=updated_at
-        ):
+        if store.time_out(stream_id, Status.PENDING, updated_at):
             timed_out.append(stream_id)
     for stream_id, updated_at in store.active_streams(Status.STREAMING, now - idle_timeout):
         checked += 1
         seq, last_write = store.last_batch(stream_id) or (0, updated_at)
         if last_write >= now - idle_timeout:
             continue
-        if store.finish(
-            stream_id,
-            Status.TIMEOUT,
-            seq,
-            f"no text for {idle_timeout:.0f} s",
-            updated_at=updated_at,
+        if store.time_out(
+            stream_id, Status.STREAMING, updated_at, seq, f"no text for {idle_timeout:.0f} s"
         ):
             timed_out.append(stream_id)
     if timed_out:

@@ -1,5 +1,7 @@
-"""The WebSocket routes (SPEC §5): `$connect`, `$disconnect`, `subscribe`, `unsubscribe`,
-`$default`. Replies go back to the caller through API Gateway's `@connections` API."""
+"""The WebSocket routes: `$connect`, `$disconnect`, `subscribe`, `unsubscribe`, `$default`.
+
+Replies go back to the caller through API Gateway's `@connections` API; their shapes are
+`pts.protocol`'s (docs/protocol.md describes them)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
+from pts import protocol
 from pts.config import Settings
 from pts.connections import Connections
 from pts.storage import StreamStore
@@ -18,33 +21,21 @@ from pts.subscriptions import SubscriptionStore
 logger = logging.getLogger(__name__)
 
 OK = {"statusCode": 200}
-MAX_ID_LENGTH = 64
 
 
 class BadMessage(ValueError):
     """A frame the client should fix; answered with an `error` message."""
 
 
-def snapshot_message(stream_id: str, text: str, status: str, seq: int) -> dict[str, Any]:
-    return {"type": "snapshot", "streamId": stream_id, "text": text, "status": status, "seq": seq}
-
-
-def error_message(error: str, stream_id: str | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"type": "error", "error": error}
-    if stream_id is not None:
-        message["streamId"] = stream_id
-    return message
-
-
 def _stream_id(body: dict[str, Any]) -> str:
     stream_id = body.get("streamId")
-    if not isinstance(stream_id, str) or not 0 < len(stream_id) <= MAX_ID_LENGTH:
+    if not isinstance(stream_id, str) or not 0 < len(stream_id) <= protocol.MAX_ID_LENGTH:
         raise BadMessage("streamId must be a non-empty string")
     return stream_id
 
 
 def _after(body: dict[str, Any]) -> int:
-    after = body.get("after", 0)
+    after: object = body.get("after", 0)
     if isinstance(after, bool) or not isinstance(after, int) or after < 0:
         raise BadMessage("after must be a whole number >= 0")
     return after
@@ -85,7 +76,7 @@ class WebSocketRoutes:
                     'or {"action": "unsubscribe", "streamId": "…"}'
                 )
         except BadMessage as error:
-            self.connections.send(connection_id, error_message(str(error)))
+            self.connections.send(connection_id, protocol.error_message(str(error)))
         return OK
 
     @staticmethod
@@ -105,8 +96,10 @@ class WebSocketRoutes:
         body = self.streams.read(stream_id, after)
         if body is None:
             self.subscriptions.unsubscribe(connection_id, stream_id)
-            self.connections.send(connection_id, error_message("unknown stream", stream_id))
+            self.connections.send(
+                connection_id, protocol.error_message("unknown stream", stream_id)
+            )
             return
-        snapshot = snapshot_message(stream_id, body.text, body.status.value, body.seq)
+        snapshot = protocol.snapshot_message(stream_id, body.text, body.status.value, body.seq)
         if not self.connections.send(connection_id, snapshot):
             self.subscriptions.remove_connection(connection_id)  # it left meanwhile

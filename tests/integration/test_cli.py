@@ -1,4 +1,4 @@
-"""`pts chat`, `pts get` and `pts watch` (SPEC §10), run as the real command in a subprocess:
+"""`pts chat`, `pts get` and `pts watch`, run as the real command in a subprocess:
 against the local stack, and `watch` also against a scripted gateway that misbehaves."""
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def test_watch_without_a_gateway_exits_2_quickly(local_stack: RunningStack):
     assert time.monotonic() - started < 10
 
 
-# -- watch against a scripted gateway: the SPEC §5 client rule -------------------------------
+# -- watch against a scripted gateway: the client rule -----------------------------------------
 
 Script = Callable[[ServerConnection, int, dict[str, Any]], None]
 """Answers one subscribe: (connection, how many subscribes came before, the message)."""

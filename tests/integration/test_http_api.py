@@ -1,4 +1,4 @@
-"""The HTTP API of SPEC §4 against the running local stack, with a real HTTP client."""
+"""The HTTP API of docs/protocol.md against the running local stack, with a real HTTP client."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_the_quickstart(http: httpx.Client):
     assert stored["seq"] >= 1
 
 
-def test_first_bytes_arrive_while_the_generator_is_still_running(http: httpx.Client):
+def test_first_bytes_arrive_while_the_source_is_still_running(http: httpx.Client):
     chat = create(http, "A long answer please")
     with http.stream(
         "POST",
@@ -86,7 +86,7 @@ def test_persisted_text_is_exactly_the_streamed_text(http: httpx.Client, text: s
     assert http.get(f"/streams/{chat['streamId']}").json()["text"] == text
 
 
-def test_a_failing_generator_keeps_the_partial_text(http: httpx.Client):
+def test_a_failing_source_keeps_the_partial_text(http: httpx.Client):
     chat = create(http, "fail-after:5:This text will be cut off somewhere in the middle.")
     streamed = drive(http, chat).text
     assert streamed and "This text will be cut off".startswith(streamed[:10])

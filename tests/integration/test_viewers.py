@@ -1,4 +1,4 @@
-"""Live viewers end to end (SPEC §5): real WebSocket clients following the client rule
+"""Live viewers end to end (docs/protocol.md): real WebSocket clients following the client rule
 (`pts.client`), the local gateway, the DynamoDB Streams poller and the real fan-out."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`pts.batching.Batcher`: where streamed text is cut into persisted batches (SPEC §6)."""
+"""`pts.batching.Batcher`: where streamed text is cut into persisted batches (docs/protocol.md)."""
 
 from __future__ import annotations
 

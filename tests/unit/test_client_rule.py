@@ -1,4 +1,5 @@
-"""The SPEC §5 client rule: whatever order and repeats the messages come in, the text is exact."""
+"""The client rule (docs/protocol.md): whatever order and repeats the messages come in,
+the text is exact."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The demo source (SPEC §7) and the reply-2000 workload (SPEC §9)."""
+"""The demo source and the reply-2000 workload (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -121,6 +121,29 @@ def test_request_cancel(store: StreamStore):
     assert store.request_cancel(live.stream_id) is None
 
 
+def test_cancel_pending_only_ends_a_pending_stream(store: StreamStore):
+    pending, _ = store.create_chat("x")
+    assert store.cancel_pending(pending.stream_id)
+    assert not store.cancel_pending(pending.stream_id)  # ended already
+    live, _ = store.create_chat("y")
+    store.claim(live.stream_id)
+    assert not store.cancel_pending(live.stream_id)
+    assert store.get_stream(live.stream_id).status is Status.STREAMING
+
+
+def test_time_out_only_a_stream_unchanged_since_it_was_seen(store: StreamStore):
+    store.clock = lambda: 1000.0
+    chat, _ = store.create_chat("x")
+    store.claim(chat.stream_id)
+    seen = store.get_stream(chat.stream_id)
+    assert not store.time_out(chat.stream_id, Status.PENDING, seen.updated_at)  # wrong status
+    assert not store.time_out(chat.stream_id, Status.STREAMING, seen.updated_at - 1)  # moved
+    assert store.time_out(chat.stream_id, Status.STREAMING, seen.updated_at, 0, "no text")
+    body = store.read(chat.stream_id)
+    assert (body.status, body.error) == (Status.TIMEOUT, "no text")
+    assert list(store.active_streams(Status.STREAMING, 2000)) == []
+
+
 def test_active_streams_index_is_sparse(store: StreamStore):
     store.clock = lambda: 1000.0
     a, _ = store.create_chat("a")

@@ -48,7 +48,5 @@ def test_a_stream_claimed_meanwhile_is_not_timed_out(store: StreamStore):
     at(store, 1700)
     store.claim(chat.stream_id)  # the driver wins the race
     (stream_id, seen) = stale[0]
-    assert not store.finish(
-        stream_id, Status.TIMEOUT, 0, from_statuses=(Status.PENDING,), updated_at=seen
-    )
+    assert not store.time_out(stream_id, Status.PENDING, updated_at=seen)
     assert store.get_stream(chat.stream_id).status is Status.STREAMING

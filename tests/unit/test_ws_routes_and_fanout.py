@@ -251,6 +251,17 @@ def test_a_failed_post_fails_only_its_record(fanout, subscriptions, connections)
     assert [m["seq"] for m in connections.received["flaky"]] == [1, 2]
 
 
+def test_every_record_failing_is_reported_not_raised(fanout, subscriptions, connections):
+    # Powertools' process_partial_response raises then, which makes Lambda bisect the batch.
+    subscriptions.subscribe("flaky", "s1")
+    subscriptions.subscribe("flaky", "s2")
+    connections.failing.add("flaky")
+    event = {"Records": [batch_record("s1", 1, "a", "1"), batch_record("s2", 1, "b", "2")]}
+    assert fanout.handle(event) == {
+        "batchItemFailures": [{"itemIdentifier": "1"}, {"itemIdentifier": "2"}]
+    }
+
+
 def test_records_that_are_not_ours_are_ignored(fanout, subscriptions, connections):
     subscriptions.subscribe("v", "s1")
     chat = stream_record("INSERT", {"pk": "CHAT#c", "sk": "CHAT", "kind": "chat"}, "9")

@@ -1,13 +1,14 @@
-"""Text sources ("generators"): what produces the reply, behind one interface.
+"""Text sources: what produces the reply, behind one interface.
 
 See `pts.sources.base` for the interface and how to write your own. `load_source` turns the
-`PTS_GENERATOR` setting into a source.
+`PTS_SOURCE` setting (`PTS_GENERATOR`, its older name) into a source.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
+from typing import cast
 
 from pts.sources.base import GenerationRequest, Source, aiter_source
 
@@ -41,7 +42,7 @@ BUILTIN_SOURCES: Mapping[str, Callable[[Mapping[str, str]], Source]] = {
 
 
 def load_source(name: str, env: Mapping[str, str]) -> Source:
-    """Build the source called `name` (the `PTS_GENERATOR` setting), configured from `env`.
+    """Build the source called `name` (the `PTS_SOURCE` setting), configured from `env`.
 
     - `demo`, `bedrock`, `openai`: the built-in sources (`BUILTIN_SOURCES`);
     - `package.module:attr`: your own. The rule is one line: **`attr` is a factory, called
@@ -76,13 +77,13 @@ def load_source(name: str, env: Mapping[str, str]) -> Source:
             ) from None
     if not callable(factory):
         raise TypeError(f"source {name!r}: {attr_path} is not callable (a factory taking env)")
-    source = factory(env)
+    source: object = factory(env)
     if not callable(source):
         raise TypeError(
             f"source {name!r}: {attr_path}(env) returned {type(source).__name__}, not a source "
             "(a callable taking a GenerationRequest)"
         )
-    return source
+    return cast(Source, source)
 
 
 _CHOICES = (

@@ -1,7 +1,7 @@
 """The one interface every text source implements.
 
-A *source* (the Convex component calls it a generator, as in `generateChat`) is any callable
-that takes a `GenerationRequest` and returns the reply as an iterable of text pieces:
+A *source* is any callable that takes a `GenerationRequest` and returns the reply as an
+iterable of text pieces:
 
 - an **async iterable** (an `async def … yield` function, httpx-style streaming), or
 - a plain **sync iterable** (a `def … yield` function, boto3-style blocking calls). The
@@ -18,7 +18,7 @@ source is five lines:
         for word in request.prompt.split():
             yield word.upper() + " "
 
-and is plugged in with `PTS_GENERATOR=mypackage.mymodule:make_source`, where
+and is plugged in with `PTS_SOURCE=mypackage.mymodule:make_source`, where
 `make_source(env)` returns it (see `pts.sources.load_source`).
 """
 
@@ -85,10 +85,10 @@ async def aiter_source(source: Source, request: GenerationRequest) -> AsyncGener
 
     try:
         while True:
-            piece = await asyncio.to_thread(step)
-            if piece is _END:
+            next_piece = await asyncio.to_thread(step)
+            if next_piece is _END:
                 return
-            yield _checked(piece)
+            yield _checked(next_piece)
     finally:
         close = getattr(it, "close", None)
         if close is not None:

@@ -1,4 +1,4 @@
-"""The demo source: a scriptable mock LLM that needs no network (SPEC §7).
+"""The demo source: a scriptable mock LLM that needs no network.
 
 - `echo:TEXT` streams TEXT back verbatim in pieces of 1–4 characters;
 - `fail-after:N:TEXT` streams TEXT exactly as `echo:TEXT` would, then raises
@@ -7,8 +7,8 @@
   8–30 tokens, paragraphs, now and then a short bulleted list.
 
 Everything is seeded by the prompt with a fixed PRNG (not `random`), so the same prompt gives
-byte-for-byte the same reply on every Python version; the benchmark workload ("reply-2000",
-SPEC §9) is `demo_reply_tokens(prompt, 2000)`. Tokens are cut roughly as an LLM's are (a
+byte-for-byte the same reply on every Python version; the benchmark workload ("reply-2000")
+is `demo_reply_tokens(prompt, 2000)`. Tokens are cut roughly as an LLM's are (a
 word with its following space, punctuation apart, long words in two): about 4 bytes each, so
 2,000 tokens are about 8 KB.
 """

@@ -1,0 +1,70 @@
+"""The domain: chats, streams and bodies as the rest of the code sees them (no I/O).
+
+`pts.storage` maps them to and from DynamoDB items; the API, the driver, the WebSocket
+routes and the sweeper work with these types only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pts.protocol import Status
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    chat_id: str
+    prompt: str
+    stream_id: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    stream_id: str
+    chat_id: str | None
+    status: Status
+    token_hash: str
+    created_at: str
+    updated_at: float
+    seq: int
+    error: str | None = None
+
+    def token_matches(self, token: str) -> bool:
+        return hmac.compare_digest(self.token_hash, hash_token(token))
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """Batches after some sequence number, joined, with the stream's state."""
+
+    stream_id: str
+    text: str
+    seq: int
+    """The highest persisted sequence number (or the `after` asked for, if none is higher)."""
+    status: Status
+    error: str | None = None
+
+
+def new_id() -> str:
+    """128 random bits, URL-safe; hex, so an id never starts with `-` (a command-line flag)."""
+    return secrets.token_hex(16)
+
+
+def new_token() -> str:
+    """A drive token: 256 random bits, URL-safe. Only its hash is stored."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def iso_time(epoch_seconds: float) -> str:
+    """ISO 8601 UTC with milliseconds (`2026-01-02T03:04:05.678Z`), the API's time format."""
+    stamp = datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
