@@ -43,7 +43,7 @@ from joserfc.errors import (
 from joserfc.jwk import Key, KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
-logger = logging.getLogger("pts.auth")
+logger = logging.getLogger(__name__)
 
 ALGORITHMS: tuple[str, ...] = ("RS256", "ES256")
 """The only signature algorithms a deployment may allow: asymmetric, as issuers sign."""
