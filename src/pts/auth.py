@@ -143,8 +143,7 @@ class IssuerKeys:
         self._loaded_at = -math.inf
         self._attempted_at = -math.inf
         self._lock = threading.Lock()
-        self.fetches = 0
-        """How many refreshes were attempted: what the refresh bound is measured by."""
+        """Serializes refreshes (one fetch for a burst); lookups in a fresh cache skip it."""
 
     @property
     def discovery_url(self) -> str:
@@ -152,8 +151,12 @@ class IssuerKeys:
 
     def key(self, kid: str, alg: str) -> Key:
         """The signing key named `kid`, usable with `alg`; refetches the JWKS if needed."""
+        if not self._stale():
+            found = self._find(kid, alg)
+            if found is not None:
+                return found
         with self._lock:
-            if self._may_refresh() and self._clock() - self._loaded_at >= self.max_age:
+            if self._stale() and self._may_refresh():
                 self._refresh()
             found = self._find(kid, alg)
             if found is None and self._may_refresh():
@@ -165,6 +168,9 @@ class IssuerKeys:
             if self._keys is None:
                 raise KeysUnavailable("the issuer's signing keys are unavailable; try again")
             raise Unauthorized("token is signed with a key the issuer does not publish")
+
+    def _stale(self) -> bool:
+        return self._clock() - self._loaded_at >= self.max_age
 
     def _may_refresh(self) -> bool:
         return self._clock() - self._attempted_at >= self.min_refresh
@@ -183,7 +189,6 @@ class IssuerKeys:
     def _refresh(self) -> None:
         """Fetch the JWKS; on failure keep the keys we had (an outage is not a rotation)."""
         self._attempted_at = self._clock()
-        self.fetches += 1
         try:
             document = self._fetch(self._locate_jwks())
             if not isinstance(document, dict) or not isinstance(document.get("keys"), list):

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -195,6 +196,7 @@ def test_missing(verifier, token):
         f"{b64(b'{}')}.e30.sig",  # no alg
         "eyJhbGciOiJSUzI1NiJ9.e30.sig\u00e9",  # not ASCII
         "\x00\x01\x02",
+        b64(b'{"alg":"RS256","x":' + b"[" * 2900 + b"]" * 2900 + b"}") + ".e30.sig",  # deep
     ],
 )
 def test_malformed(verifier, token, issuer):
@@ -396,6 +398,30 @@ def test_random_kids_cannot_force_a_fetch_per_request(verifier, issuer, key1, cl
         refused(verifier, sign(forger, claims(clock)), "key the issuer does not publish")
     assert issuer.jwks_fetches == 3
     assert verifier.verify(sign(key1, claims(clock))).sub == "alice"
+
+
+def test_concurrent_unknown_kids_share_one_fetch(issuer, key1, clock):
+    slow_fetches: list[str] = []
+
+    def slow(url: str) -> Any:
+        slow_fetches.append(url)
+        time.sleep(0.05)
+        return issuer(url)
+
+    verifier = Verifier(ISSUER, [CLIENT], jwks_url=JWKS_URL, fetch=slow, clock=clock)
+    tokens = [sign(rsa_key(f"r{i}"), claims(clock)) for i in range(8)]
+
+    def attempt(token: str) -> str:
+        try:
+            return verifier.verify(token).sub
+        except Unauthorized as error:
+            return str(error)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(attempt, [*tokens, sign(key1, claims(clock))]))
+    assert results[-1] == "alice"
+    assert all("does not publish" in r for r in results[:-1])
+    assert len(slow_fetches) == 1
 
 
 def test_discovery_is_done_once(verifier, issuer, key1, clock):
