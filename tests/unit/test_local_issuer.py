@@ -9,10 +9,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from joserfc.jwk import RSAKey
 from starlette.exceptions import StarletteDeprecationWarning
 
 from pts.auth import Unauthorized, Verifier
-from pts.local.issuer import Client, LocalIssuer, s256, sign_in
+from pts.local.issuer import Client, LocalIssuer, generate_key, s256, sign_in
 
 with warnings.catch_warnings():
     # Starlette would rather drive its TestClient with httpx2; the project pins httpx.
@@ -34,9 +35,9 @@ class Clock:
 
 
 @pytest.fixture(scope="module")
-def shared_issuer() -> LocalIssuer:
+def key() -> RSAKey:
     """One key pair for the module: RSA generation is the slow part."""
-    return LocalIssuer(URL, [CHAT, OTHER])
+    return generate_key()
 
 
 @pytest.fixture
@@ -45,10 +46,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def issuer(shared_issuer: LocalIssuer, clock: Clock) -> LocalIssuer:
-    shared_issuer._clock = clock
-    shared_issuer._grants.clear()
-    return shared_issuer
+def issuer(key: RSAKey, clock: Clock) -> LocalIssuer:
+    return LocalIssuer(URL, [CHAT, OTHER], clock=clock, key=key)
 
 
 @pytest.fixture
@@ -316,9 +315,9 @@ def test_the_login_page_escapes_what_it_echoes(http):
     assert log_in(http, params)["state"] == '"><script>alert(1)</script>'
 
 
-def test_a_redirect_uri_with_a_query_keeps_it(clock):
+def test_a_redirect_uri_with_a_query_keeps_it(clock, key):
     client = Client("with-query", ("http://127.0.0.1:8000/cb?tab=chat",))
-    issuer = LocalIssuer(URL, [client], clock=clock)
+    issuer = LocalIssuer(URL, [client], clock=clock, key=key)
     http = TestClient(issuer.app, base_url=URL, follow_redirects=False)
     params, _ = authorization(client)
     answer = log_in(http, params)
@@ -361,6 +360,11 @@ def test_tokens_of_another_local_issuer_are_refused(issuer, clock):
 def test_sign_in_runs_the_flow_like_a_browser(http, verifier):
     tokens = sign_in(URL, "carol", "pts-chat", PAGE, http=http)
     assert verifier.verify(tokens["access_token"]).sub == "carol"
+
+
+def test_a_client_is_required():
+    with pytest.raises(ValueError, match="at least one"):
+        LocalIssuer(URL, [])
 
 
 def test_sign_in_reports_a_refusal(http):

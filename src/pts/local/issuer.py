@@ -78,6 +78,13 @@ class OAuthError(Exception):
         self.status = status
 
 
+def generate_key() -> RSAKey:
+    """A fresh RS256 signing key with a recognizable `kid`."""
+    return RSAKey.generate_key(
+        2048, parameters={"kid": f"local-{secrets.token_hex(4)}", "use": "sig", "alg": "RS256"}
+    )
+
+
 def s256(verifier: str) -> str:
     """The PKCE S256 challenge of a code verifier."""
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
@@ -95,17 +102,17 @@ class LocalIssuer:
         token_lifetime: float = TOKEN_LIFETIME,
         code_lifetime: float = CODE_LIFETIME,
         clock: Callable[[], float] = time.time,
+        key: RSAKey | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         """The issuer identifier: `iss` of every token, the `PTS_JWT_ISSUER` to configure."""
         self.clients = {client.client_id: client for client in clients}
+        if not self.clients:
+            raise ValueError("the local issuer needs at least one registered client")
         self.token_lifetime = token_lifetime
         self.code_lifetime = code_lifetime
         self._clock = clock
-        self._key = RSAKey.generate_key(
-            2048,
-            parameters={"kid": f"local-{secrets.token_hex(4)}", "use": "sig", "alg": "RS256"},
-        )
+        self._key = key or generate_key()
         self._grants: dict[str, _Grant] = {}
         self.app = Starlette(
             routes=[
