@@ -371,6 +371,10 @@ def test_the_openai_key_is_read_from_its_one_secret_or_parameter(
     )
     assert not re.fullmatch(secret, "sk-proj-abc123")  # a key pasted by mistake
     assert re.fullmatch(parameters["OpenAIApiKeyParameterName"]["AllowedPattern"], "/pts/key")
+    # Naming both is refused at deploy time, not by a function that cannot start.
+    (rule,) = transformed["Rules"]["OneOpenAIApiKeyStore"]["Assertions"]
+    either = {e["Fn::Equals"][0]["Ref"] for e in rule["Assert"]["Fn::Or"]}
+    assert either == {"OpenAIApiKeySecretArn", "OpenAIApiKeyParameterName"}
 
 
 # -- operations ---------------------------------------------------------------------------
