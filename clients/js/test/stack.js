@@ -1,5 +1,6 @@
 // The real local stack (`pts dev`) on ephemeral ports, for the tests that need a server.
-// PTS_REPO names the repository (default: two levels up); its .venv must hold `pts`.
+// PTS_REPO names the repository (default: two levels up); PTS_BIN the `pts` command
+// (default: the repository's .venv/bin/pts).
 
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -24,7 +25,7 @@ const ENVIRONMENT = {
  * @returns {Promise<{httpUrl: string, wsUrl: string, stop: () => Promise<void>, output: () => string}>}
  */
 export async function startStack({ timeoutMs = 60_000, env = {} } = {}) {
-  const pts = path.join(repo, ".venv", "bin", "pts");
+  const pts = process.env.PTS_BIN ?? path.join(repo, ".venv", "bin", "pts");
   if (!existsSync(pts)) throw new Error(`${pts} is missing: run make dev or make test once`);
   const pythonPath = [path.join(repo, "src"), process.env.PYTHONPATH].filter(Boolean).join(":");
   const child = spawn(pts, ["dev"], {
