@@ -322,17 +322,20 @@ async function* watchStream(client, streamId, after, signal) {
   };
   const connect = async () => {
     if (finished) return;
+    let url;
+    try {
+      url = await client._socketUrl();
+    } catch (error) {
+      if (error instanceof TypeError) fail(error);
+      else reconnect(); // the token function failed: try again later
+      return;
+    }
+    if (finished) return;
     let ws;
     try {
-      ws = client._openSocket(await client._socketUrl());
+      ws = client._openSocket(url);
     } catch (error) {
-      if (error instanceof TypeError) {
-        failure = error; // misconfigured: retrying cannot help
-        stop();
-        notify();
-      } else {
-        reconnect(); // the token function failed: try again later
-      }
+      fail(error); // no WebSocket, or a malformed URL: retrying cannot help
       return;
     }
     if (finished) {
@@ -359,6 +362,11 @@ async function* watchStream(client, streamId, after, signal) {
     ws.addEventListener("error", () => {
       // `close` follows and reconnects.
     });
+  };
+  const fail = (error) => {
+    failure = error;
+    stop();
+    notify();
   };
   const onAbort = () => {
     stop();

@@ -80,8 +80,9 @@ class Drive {
       for await (const update of client.watch(streamId, { signal: this.follow.signal })) {
         this.set({ text: update.text, status: update.status, error: update.error });
       }
-    } catch {
-      // aborted: nobody is looking
+    } catch (error) {
+      // Aborted: nobody is looking. Otherwise the client cannot follow (no wsUrl, say).
+      if (!this.follow.signal.aborted) this.set({ error: String(error?.message ?? error) });
     }
   }
 }
@@ -130,10 +131,9 @@ export function useStream({ client, streamId, driveToken }) {
           setState(Object.freeze({ text: update.text, status: update.status, error: update.error }));
         }
       } catch (error) {
+        // Not aborted: the client cannot follow (no wsUrl, say); the status stays as it was.
         if (!controller.signal.aborted) {
-          setState((previous) =>
-            Object.freeze({ ...previous, status: "unknown", error: String(error?.message ?? error) }),
-          );
+          setState((previous) => Object.freeze({ ...previous, error: String(error?.message ?? error) }));
         }
       }
     })();

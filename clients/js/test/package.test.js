@@ -39,6 +39,14 @@ describe("the package", () => {
     ]);
   });
 
+  it("exports at run time what its declarations declare", async () => {
+    const core = await import("pts-client");
+    const react = await import("pts-client/react");
+    assert.deepEqual(Object.keys(core).sort(), ["PtsClient", "PtsError", "StreamView", "TERMINAL_STATUSES"]);
+    assert.deepEqual(Object.keys(react), ["useStream"]);
+    assert.deepEqual([...core.TERMINAL_STATUSES], ["done", "error", "cancelled", "timeout"]);
+  });
+
   it("has no runtime dependency, and React only as an optional peer", async () => {
     const manifest = JSON.parse(await readFile(path.join(root, "package.json"), "utf8"));
     assert.equal(manifest.type, "module");

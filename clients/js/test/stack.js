@@ -40,6 +40,9 @@ export async function startStack({ timeoutMs = 60_000, env = {} } = {}) {
     log += chunk;
   });
   const exited = new Promise((resolve) => child.once("exit", resolve));
+  // Never leave the stack behind, even when the test process ends abruptly.
+  const orphanGuard = () => child.kill("SIGKILL");
+  process.once("exit", orphanGuard);
 
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -48,6 +51,7 @@ export async function startStack({ timeoutMs = 60_000, env = {} } = {}) {
       await exited;
       clearTimeout(killer);
     }
+    process.removeListener("exit", orphanGuard);
   };
 
   try {

@@ -288,3 +288,12 @@ describe("watch over a scripted WebSocket", () => {
     assert.equal(headers[0].Authorization, "Bearer jwt.value");
   });
 });
+
+describe("watch misconfigured", () => {
+  it("throws at once without a wsUrl or a WebSocket, instead of retrying for ever", async () => {
+    const noUrl = new PtsClient({ httpUrl: "http://api.test" });
+    await assert.rejects(collect(noUrl.watch(ID)), /no wsUrl/);
+    const noSocket = new PtsClient({ wsUrl: "ws://ws.test/", WebSocket: "nope" });
+    await assert.rejects(collect(noSocket.watch(ID)), /no WebSocket/);
+  });
+});
