@@ -20,6 +20,8 @@ export interface PtsClientOptions {
   WebSocket?: typeof WebSocket;
   /** Milliseconds before each reconnect (the last repeats); jittered by ±20 %. */
   reconnectDelays?: number[];
+  /** Milliseconds a subscribe may go unanswered before it is sent again (default 10,000). */
+  snapshotTimeout?: number;
 }
 
 export interface CreateChatOptions {
@@ -88,6 +90,7 @@ export declare class PtsClient {
   readonly httpUrl: string;
   readonly wsUrl: string;
   reconnectDelays: number[];
+  snapshotTimeout: number;
   /** `POST /chats`: a chat and its `pending` stream. */
   createChat(prompt: string, options?: CreateChatOptions): Promise<CreatedChat>;
   /** `GET /chats`, oldest first; one thread's with `threadId`. */

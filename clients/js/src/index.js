@@ -14,6 +14,9 @@ const RECONNECT_DELAYS = [250, 500, 1000, 2000, 4000, 8000];
 /** How long the rest of a `more` snapshot may take to arrive before asking again. */
 const FILL_WAIT_MS = 2000;
 
+/** How long a subscribe may go unanswered (its snapshot lost) before it is sent again. */
+const SNAPSHOT_TIMEOUT_MS = 10_000;
+
 /** An HTTP error from the API: `status` and the server's `error` message. */
 export class PtsError extends Error {
   /**
@@ -39,14 +42,24 @@ export class PtsClient {
    * @param {typeof fetch} [options.fetch]
    * @param {typeof WebSocket} [options.WebSocket]
    * @param {number[]} [options.reconnectDelays]
+   * @param {number} [options.snapshotTimeout]
    */
-  constructor({ httpUrl = "", wsUrl = "", token, fetch, WebSocket, reconnectDelays } = {}) {
+  constructor({
+    httpUrl = "",
+    wsUrl = "",
+    token,
+    fetch,
+    WebSocket,
+    reconnectDelays,
+    snapshotTimeout = SNAPSHOT_TIMEOUT_MS,
+  } = {}) {
     this.httpUrl = httpUrl.replace(/\/+$/, "");
     this.wsUrl = wsUrl;
     this._token = token;
     this._fetch = fetch;
     this._WebSocket = WebSocket;
     this.reconnectDelays = reconnectDelays?.length ? [...reconnectDelays] : RECONNECT_DELAYS;
+    this.snapshotTimeout = snapshotTimeout;
   }
 
   // -- HTTP ------------------------------------------------------------------------------
@@ -238,6 +251,7 @@ async function* watchStream(client, streamId, after, signal) {
   let attempt = 0;
   let retryTimer = null;
   let fillTimer = null;
+  let snapshotTimer = null;
 
   const notify = () => {
     const resume = wake;
@@ -263,6 +277,7 @@ async function* watchStream(client, streamId, after, signal) {
     finished = true;
     clearTimeout(retryTimer);
     clearTimeout(fillTimer);
+    clearTimeout(snapshotTimer);
     const open = socket;
     socket = null;
     if (open) {
@@ -274,7 +289,16 @@ async function* watchStream(client, streamId, after, signal) {
     }
   };
   const send = (message) => {
-    if (message && socket && socket.readyState === 1) socket.send(JSON.stringify(message));
+    if (!message || !socket || socket.readyState !== 1) return;
+    socket.send(JSON.stringify(message));
+    if (message.action === "subscribe") {
+      // Delivery is at least once, not certain: a snapshot lost on the way is asked again.
+      clearTimeout(snapshotTimer);
+      snapshotTimer = setTimeout(() => {
+        snapshotTimer = null;
+        if (!finished && view.awaitingSnapshot) send({ ...message, after: view.last });
+      }, client.snapshotTimeout);
+    }
   };
   const finish = async () => {
     stop();
@@ -356,7 +380,9 @@ async function* watchStream(client, streamId, after, signal) {
       socket = null;
       view.disconnected();
       clearTimeout(fillTimer);
+      clearTimeout(snapshotTimer);
       fillTimer = null;
+      snapshotTimer = null;
       reconnect();
     });
     ws.addEventListener("error", () => {

@@ -10,6 +10,7 @@ export class FakeServer {
     this.sockets = [];
     this.received = []; // every message a client sent, parsed
     this.maxSnapshotBatches = Infinity; // above it, snapshots carry `more: true`
+    this.loseSnapshots = 0; // how many of the next snapshots are lost on the way
   }
 
   /** A WebSocket class bound to this server, to pass to PtsClient. */
@@ -66,6 +67,10 @@ export class FakeServer {
       seq: after + first.length,
     };
     if (first.length < owed.length) snapshot.more = true;
+    if (this.loseSnapshots > 0) {
+      this.loseSnapshots -= 1;
+      return;
+    }
     socket.deliver(snapshot);
     if (snapshot.more) this.onMore?.(socket, message.streamId, snapshot.seq);
   }

@@ -197,6 +197,20 @@ describe("watch over a scripted WebSocket", () => {
     assert.deepEqual(last, { text: "one two three", status: "cancelled", seq: 3, error: null });
   });
 
+  it("asks again when a snapshot is lost", async () => {
+    const server = new FakeServer();
+    server.create(ID);
+    server.append(ID, "kept");
+    server.loseSnapshots = 1;
+    const client = fakeClient(server, { snapshotTimeout: 50 });
+    const states = collect(client.watch(ID));
+    await until(() => server.received.length === 2, "the second subscribe");
+    assert.deepEqual(server.received[1], { action: "subscribe", streamId: ID, after: 0 });
+    server.broadcast(server.append(ID, " and more"));
+    server.broadcast(server.finish(ID, "done"));
+    assert.deepEqual((await states).at(-1), { text: "kept and more", status: "done", seq: 2, error: null });
+  });
+
   it("keeps retrying while the server refuses connections", async () => {
     const server = new FakeServer();
     server.create(ID);
