@@ -6,8 +6,7 @@ export type { StreamStatus, SubscribeMessage, TerminalStatus };
 
 /** A JWT, or a function returning one (called for each request and connection). */
 export type TokenSource =
-  | string
-  | (() => string | null | undefined | Promise<string | null | undefined>);
+  string | (() => string | null | undefined | Promise<string | null | undefined>);
 
 export interface PtsClientOptions {
   /** The HTTP API, e.g. `http://127.0.0.1:8000` (default: relative URLs, same origin). */
@@ -94,15 +93,34 @@ export declare class PtsClient {
   /** `POST /chats`: a chat and its `pending` stream. */
   createChat(prompt: string, options?: CreateChatOptions): Promise<CreatedChat>;
   /** `GET /chats`, oldest first; one thread's with `threadId`. */
-  listChats(options?: { threadId?: string; cursor?: string; signal?: AbortSignal }): Promise<ChatList>;
+  listChats(options?: {
+    threadId?: string;
+    cursor?: string;
+    signal?: AbortSignal;
+  }): Promise<ChatList>;
   /** `GET /streams/{id}`. */
   getStream(streamId: string, options?: SignalOptions): Promise<StoredStream>;
   /** `POST /streams/{id}/cancel`. */
-  cancel(streamId: string, driveToken?: string, options?: SignalOptions): Promise<{ status: "cancelled" }>;
+  cancel(
+    streamId: string,
+    driveToken?: string,
+    options?: SignalOptions,
+  ): Promise<{ status: "cancelled" }>;
   /** `DELETE /chats/{id}`. */
-  deleteChat(chatId: string, driveToken?: string, options?: SignalOptions): Promise<{ deleted: string } | null>;
+  deleteChat(
+    chatId: string,
+    driveToken?: string,
+    options?: SignalOptions,
+  ): Promise<{ deleted: string } | null>;
   /** `POST /chat-stream`: generate the reply and yield its text as it arrives. */
-  drive(streamId: string, driveToken?: string, options?: SignalOptions): AsyncGenerator<string, void, undefined>;
+  drive(
+    streamId: string,
+    driveToken?: string,
+    options?: SignalOptions,
+  ): AsyncGenerator<string, void, undefined>;
   /** Follow a stream over the WebSocket API until it ends. */
-  watch(streamId: string, options?: { after?: number; signal?: AbortSignal }): AsyncGenerator<StreamState, void, undefined>;
+  watch(
+    streamId: string,
+    options?: { after?: number; signal?: AbortSignal },
+  ): AsyncGenerator<StreamState, void, undefined>;
 }

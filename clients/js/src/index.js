@@ -210,7 +210,9 @@ export class PtsClient {
   _openSocket(url) {
     const Socket = this._WebSocket ?? globalThis.WebSocket;
     if (typeof Socket !== "function") {
-      throw new TypeError("no WebSocket: pass one to PtsClient (Node 20: --experimental-websocket)");
+      throw new TypeError(
+        "no WebSocket: pass one to PtsClient (Node 20: --experimental-websocket)",
+      );
     }
     return new Socket(url);
   }
@@ -368,12 +370,12 @@ async function* watchStream(client, streamId, after, signal) {
     }
     socket = ws;
     ws.addEventListener("open", () => {
-      if (socket !== ws) return;
-      attempt = 0;
-      send(view.subscribeMessage());
+      if (socket === ws) send(view.subscribeMessage());
     });
     ws.addEventListener("message", (event) => {
-      if (socket === ws) onMessage(event);
+      if (socket !== ws) return;
+      attempt = 0; // the server answers: back to short delays (not merely on open)
+      onMessage(event);
     });
     ws.addEventListener("close", () => {
       if (socket !== ws) return;

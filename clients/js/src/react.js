@@ -128,12 +128,16 @@ export function useStream({ client, streamId, driveToken }) {
     (async () => {
       try {
         for await (const update of current.watch(streamId, { signal: controller.signal })) {
-          setState(Object.freeze({ text: update.text, status: update.status, error: update.error }));
+          setState(
+            Object.freeze({ text: update.text, status: update.status, error: update.error }),
+          );
         }
       } catch (error) {
         // Not aborted: the client cannot follow (no wsUrl, say); the status stays as it was.
         if (!controller.signal.aborted) {
-          setState((previous) => Object.freeze({ ...previous, error: String(error?.message ?? error) }));
+          setState((previous) =>
+            Object.freeze({ ...previous, error: String(error?.message ?? error) }),
+          );
         }
       }
     })();

@@ -26,7 +26,9 @@ describe("the package", () => {
     const { stdout } = await run("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], {
       cwd: root,
     });
-    const files = JSON.parse(stdout)[0].files.map((file) => file.path).sort();
+    const files = JSON.parse(stdout)[0]
+      .files.map((file) => file.path)
+      .sort();
     assert.deepEqual(files, [
       "README.md",
       "package.json",
@@ -42,7 +44,12 @@ describe("the package", () => {
   it("exports at run time what its declarations declare", async () => {
     const core = await import("pts-client");
     const react = await import("pts-client/react");
-    assert.deepEqual(Object.keys(core).sort(), ["PtsClient", "PtsError", "StreamView", "TERMINAL_STATUSES"]);
+    assert.deepEqual(Object.keys(core).sort(), [
+      "PtsClient",
+      "PtsError",
+      "StreamView",
+      "TERMINAL_STATUSES",
+    ]);
     assert.deepEqual(Object.keys(react), ["useStream"]);
     assert.deepEqual([...core.TERMINAL_STATUSES], ["done", "error", "cancelled", "timeout"]);
   });

@@ -137,7 +137,10 @@ describe("useStream", () => {
     // The second stream is driven elsewhere (another tab): this page only follows it.
     const other = new PtsClient({ httpUrl: stack.httpUrl });
     for await (const piece of other.drive(second.streamId, second.driveToken)) void piece;
-    await until(() => ["driver", "follower", "other"].every((l) => ended(view.last(l))), "all three");
+    await until(
+      () => ["driver", "follower", "other"].every((l) => ended(view.last(l))),
+      "all three",
+    );
     assert.deepEqual(view.last("driver"), { text: `${longText(10)}`, status: "done", error: null });
     assert.deepEqual(view.last("follower"), view.last("driver"));
     assert.equal(view.last("other").text, "Second reply, 第二. ".repeat(20));
@@ -277,7 +280,10 @@ describe("useStream", () => {
     await until(() => ended(view.last("r")), "the first");
     assert.equal(view.last("r").text, "first reply");
     page.render(h(view.Reply, { label: "r", client, streamId: two.streamId }));
-    await until(() => view.last("r").text === "second reply" && ended(view.last("r")), "the second");
+    await until(
+      () => view.last("r").text === "second reply" && ended(view.last("r")),
+      "the second",
+    );
     assert.equal(view.last("r").status, "done");
     page.unmount();
   });

@@ -11,5 +11,7 @@ const files = readdirSync(here)
   .sort()
   .map((name) => path.join(here, name));
 const flags = typeof WebSocket === "function" ? [] : ["--experimental-websocket"];
-const { status } = spawnSync(process.execPath, [...flags, "--test", ...files], { stdio: "inherit" });
+const { status } = spawnSync(process.execPath, [...flags, "--test", ...files], {
+  stdio: "inherit",
+});
 process.exit(status ?? 1);

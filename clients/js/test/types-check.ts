@@ -11,7 +11,9 @@ export async function example(): Promise<string> {
   });
   const { streamId, driveToken } = await client.createChat("echo:hi", { threadId: "t" });
   let text = "";
-  for await (const piece of client.drive(streamId, driveToken, { signal: AbortSignal.timeout(5000) })) {
+  for await (const piece of client.drive(streamId, driveToken, {
+    signal: AbortSignal.timeout(5000),
+  })) {
     text += piece;
   }
   let last: StreamState | undefined;
@@ -29,7 +31,10 @@ export async function example(): Promise<string> {
 }
 
 export function Component(props: { client: PtsClient; streamId: string }): string {
-  const { text, status, error }: UseStreamResult = useStream({ client: props.client, streamId: props.streamId });
+  const { text, status, error }: UseStreamResult = useStream({
+    client: props.client,
+    streamId: props.streamId,
+  });
   // @ts-expect-error: a stream is never "finished"; the statuses are exact.
   const wrong: typeof status = "finished";
   return `${text} ${status} ${error ?? ""} ${wrong}`;

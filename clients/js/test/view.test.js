@@ -63,7 +63,11 @@ describe("StreamView: the client rule", () => {
     const view = new StreamView(ID);
     view.subscribeMessage();
     view.apply(snapshot("a", "streaming", 1));
-    assert.deepEqual(view.apply(status("done", 2)), { action: "subscribe", streamId: ID, after: 1 });
+    assert.deepEqual(view.apply(status("done", 2)), {
+      action: "subscribe",
+      streamId: ID,
+      after: 1,
+    });
     assert.equal(view.ended, false);
     view.apply(snapshot("b", "done", 2));
     assert.equal(view.text, "ab");
@@ -174,7 +178,8 @@ describe("watch over a scripted WebSocket", () => {
     assert.equal(last.seq, 5);
     assert.equal(server.sockets[0].readyState, 3, "the socket is closed at the end");
     // Every state is the whole text so far, growing.
-    for (let i = 1; i < result.length; i += 1) assert.ok(result[i].text.startsWith(result[i - 1].text));
+    for (let i = 1; i < result.length; i += 1)
+      assert.ok(result[i].text.startsWith(result[i - 1].text));
   });
 
   it("reconnects after a dropped connection and resumes after the last batch", async () => {
@@ -208,7 +213,12 @@ describe("watch over a scripted WebSocket", () => {
     assert.deepEqual(server.received[1], { action: "subscribe", streamId: ID, after: 0 });
     server.broadcast(server.append(ID, " and more"));
     server.broadcast(server.finish(ID, "done"));
-    assert.deepEqual((await states).at(-1), { text: "kept and more", status: "done", seq: 2, error: null });
+    assert.deepEqual((await states).at(-1), {
+      text: "kept and more",
+      status: "done",
+      seq: 2,
+      error: null,
+    });
   });
 
   it("keeps retrying while the server refuses connections", async () => {
@@ -253,7 +263,13 @@ describe("watch over a scripted WebSocket", () => {
     const client = fakeClient(server, {
       fetch: async (url, init) => {
         requests.push({ url, init });
-        return Response.json({ streamId: ID, text: "partial", status: "error", seq: 1, error: "model failed" });
+        return Response.json({
+          streamId: ID,
+          text: "partial",
+          status: "error",
+          seq: 1,
+          error: "model failed",
+        });
       },
     });
     const last = (await collect(client.watch(ID))).at(-1);
