@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,30 +22,37 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "clients" / "js"
-NODE_TIMEOUT = 280
+NODE_TIMEOUT = 420
 
 
 def _run(command: list[str], *, timeout: float, env: dict[str, str] | None = None) -> str:
-    """Run `command` in the package; fail the test with its whole output if it fails."""
-    try:
-        done = subprocess.run(
-            command,
-            cwd=PACKAGE,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as error:
-        output = error.output or ""
-        text = output if isinstance(output, str) else output.decode(errors="replace")
-        pytest.fail(f"{' '.join(command)} took over {timeout} s:\n{text}", pytrace=False)
-    if done.returncode != 0:
+    """Run `command` in the package; fail the test with its whole output if it fails.
+
+    It runs in a session of its own, so that a timeout stops it and everything it started
+    (the Node test files and their `pts dev`) at once."""
+    with subprocess.Popen(
+        command,
+        cwd=PACKAGE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            pytest.fail(f"{' '.join(command)} took over {timeout} s:\n{output}", pytrace=False)
+        except BaseException:  # interrupted (Ctrl-C, pytest's own timeout): leave nothing
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    if process.returncode != 0:
         pytest.fail(
-            f"{' '.join(command)} exited with {done.returncode}:\n{done.stdout}", pytrace=False
+            f"{' '.join(command)} exited with {process.returncode}:\n{output}", pytrace=False
         )
-    return done.stdout
+    return output
 
 
 def _install(npm: str) -> None:
@@ -53,9 +61,10 @@ def _install(npm: str) -> None:
     lock = PACKAGE / "package-lock.json"
     if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
         return
-    _run([npm, "ci", "--no-audit", "--no-fund"], timeout=240)
+    _run([npm, "ci", "--no-audit", "--no-fund"], timeout=120)
 
 
+@pytest.mark.timeout(NODE_TIMEOUT + 180)
 def test_js_client_suite() -> None:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
