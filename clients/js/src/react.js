@@ -62,8 +62,9 @@ class Drive {
       if (error?.status !== 409) console.warn("pts: driving", streamId, "failed:", error);
     }
     // The response ends once the final batch and status are stored: read how it ended.
+    let stored = { text: "", seq: 0 };
     try {
-      const stored = await client.getStream(streamId);
+      stored = await client.getStream(streamId);
       if (TERMINAL.has(stored.status)) {
         this.set({ text: stored.text, status: stored.status, error: stored.error ?? null });
         return;
@@ -75,14 +76,20 @@ class Drive {
       }
     }
     if (this.listeners.size === 0) return;
+    // Follow the rest over the WebSocket. The HTTP text ran ahead of what is stored: keep
+    // showing it until the stored text overtakes it (both are prefixes of one reply); at the
+    // end the stored text is the one shown.
     this.follow = new AbortController();
+    const { signal } = this.follow;
     try {
-      for await (const update of client.watch(streamId, { signal: this.follow.signal })) {
-        this.set({ text: update.text, status: update.status, error: update.error });
+      for await (const update of client.watch(streamId, { after: stored.seq, signal })) {
+        const whole = stored.text + update.text;
+        const ahead = !TERMINAL.has(update.status) && text.startsWith(whole);
+        this.set({ text: ahead ? text : whole, status: update.status, error: update.error });
       }
     } catch (error) {
       // Aborted: nobody is looking. Otherwise the client cannot follow (no wsUrl, say).
-      if (!this.follow.signal.aborted) this.set({ error: String(error?.message ?? error) });
+      if (!signal.aborted) this.set({ error: String(error?.message ?? error) });
     }
   }
 }

@@ -73,7 +73,14 @@ function recorder() {
   const last = (label) => seen.get(label)?.at(-1);
   const texts = (label) => [...new Set((seen.get(label) ?? []).map((s) => s.text))];
   const statuses = (label) => (seen.get(label) ?? []).map((s) => s.status);
-  return { Reply, seen, last, texts, statuses };
+  /** The text shown only ever grew: each render's text starts with the previous one's. */
+  const assertGrew = (label) => {
+    const shown = (seen.get(label) ?? []).map((s) => s.text);
+    for (let i = 1; i < shown.length; i += 1) {
+      assert.ok(shown[i].startsWith(shown[i - 1]), `${label}: text shrank at render ${i}`);
+    }
+  };
+  return { Reply, seen, last, texts, statuses, assertGrew };
 }
 
 function mount(element) {
@@ -113,6 +120,7 @@ describe("useStream", () => {
     await until(() => ended(view.last("me")), "the end");
     assert.deepEqual(view.last("me"), { text, status: "done", error: null });
     assert.ok(view.texts("me").length > 10, "the text grew piece by piece");
+    view.assertGrew("me");
     assert.equal(page.container.textContent, text);
     assert.equal(page.container.firstChild.dataset.status, "done");
     assert.equal(counts.drives, 1);
@@ -143,6 +151,7 @@ describe("useStream", () => {
     );
     assert.deepEqual(view.last("driver"), { text: `${longText(10)}`, status: "done", error: null });
     assert.deepEqual(view.last("follower"), view.last("driver"));
+    for (const label of ["driver", "follower", "other"]) view.assertGrew(label);
     assert.equal(view.last("other").text, "Second reply, 第二. ".repeat(20));
     assert.equal(view.last("other").status, "done");
     assert.equal(counts.drives, 1);
@@ -228,6 +237,7 @@ describe("useStream", () => {
       console.warn = warn;
     }
     assert.deepEqual(view.last("me"), { text, status: "done", error: null });
+    view.assertGrew("me");
     assert.equal(counts.drives, 1);
     assert.equal(counts.sockets, 1, "followed the rest over the WebSocket");
   });
