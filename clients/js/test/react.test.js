@@ -298,3 +298,53 @@ describe("useStream", () => {
     page.unmount();
   });
 });
+
+describe("useStream with a scripted server", () => {
+  it("after a broken HTTP stream never shows less than the HTTP text already showed", async () => {
+    const { FakeServer } = await import("./fake.js");
+    const server = new FakeServer();
+    server.create("s1");
+    server.append("s1", "ab");
+    server.append("s1", "cd"); // stored: "abcd"; the HTTP stream had shown "abcdef"
+    const encoder = new TextEncoder();
+    const fetch = async (url) => {
+      if (url.endsWith("/chat-stream")) {
+        const pieces = ["abc", "def"];
+        const body = new ReadableStream({
+          async pull(controller) {
+            await sleep(20);
+            if (pieces.length) controller.enqueue(encoder.encode(pieces.shift()));
+            else controller.error(new TypeError("network error"));
+          },
+        });
+        return new Response(body, { status: 200 });
+      }
+      return Response.json({ streamId: "s1", text: "ab", status: "streaming", seq: 1 });
+    };
+    const client = new PtsClient({
+      httpUrl: "http://api.test",
+      wsUrl: "ws://ws.test/",
+      fetch,
+      WebSocket: server.WebSocket,
+    });
+    const view = recorder();
+    const warn = console.warn;
+    console.warn = () => {};
+    const page = mount(h(view.Reply, { label: "me", client, streamId: "s1", driveToken: "t" }));
+    try {
+      await until(() => server.received.length === 1, "the subscribe");
+      assert.deepEqual(server.received[0], { action: "subscribe", streamId: "s1", after: 1 });
+      await sleep(50);
+      assert.equal(view.last("me").text, "abcdef", "still the HTTP text, ahead of the stored");
+      server.broadcast(server.append("s1", "ef"));
+      server.broadcast(server.append("s1", "gh"));
+      server.broadcast(server.finish("s1", "done"));
+      await until(() => ended(view.last("me")), "the end");
+    } finally {
+      console.warn = warn;
+      page.unmount();
+    }
+    assert.deepEqual(view.last("me"), { text: "abcdefgh", status: "done", error: null });
+    view.assertGrew("me");
+  });
+});
