@@ -37,8 +37,8 @@ from pts import aws
 from pts.api import create_app
 from pts.config import Settings
 from pts.local.dynamodb import LocalDynamoDB, create_tables, one_request_at_a_time
+from pts.local.event_source_mapping import StreamPoller
 from pts.local.stack import LocalStack, StackOptions
-from pts.local.streams import StreamPoller
 from pts.local.template import Template
 from pts.storage import StreamStore
 

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 from websockets.exceptions import ConnectionClosed
 
-from pts.local.websocket_api import ConnectionInfo
+from pts.local.apigateway_websocket import ConnectionInfo
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +87,10 @@ _FORBIDDEN = Reply(403, "ForbiddenException", {"message": "Forbidden"})
 class ManagementApi:
     """`/@connections/{id}` and `/{stage}/@connections/{id}` over the registry, sans HTTP."""
 
-    def __init__(self, registry: ConnectionRegistry) -> None:
+    def __init__(self, registry: ConnectionRegistry, *, post_delay: float = 0.0) -> None:
         self.registry = registry
+        self.post_delay = post_delay
+        """Seconds each POST waits first: API Gateway under load, for tests and the bench."""
         self._closing: set[asyncio.Task[None]] = set()
 
     async def handle(self, method: str, raw_path: bytes, body: bytes) -> Reply:
@@ -108,6 +110,8 @@ class ManagementApi:
     async def _post(self, connection_id: str, data: bytes) -> Reply:
         if len(data) > MAX_POST_BYTES:
             return Reply(413, "PayloadTooLargeException", {"message": "Request entity too large"})
+        if self.post_delay:
+            await asyncio.sleep(self.post_delay)
         connection = self.registry.get(connection_id)
         if connection is None:
             return _GONE
@@ -175,8 +179,15 @@ class ManagementEndpoint:
     a `Content-Length` body (or none).
     """
 
-    def __init__(self, registry: ConnectionRegistry, *, host: str = "127.0.0.1", port: int = 0):
-        self.api = ManagementApi(registry)
+    def __init__(
+        self,
+        registry: ConnectionRegistry,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        post_delay: float = 0.0,
+    ):
+        self.api = ManagementApi(registry, post_delay=post_delay)
         self.host = host
         self._socket = socket.create_server((host, port))
         self.port: int = self._socket.getsockname()[1]

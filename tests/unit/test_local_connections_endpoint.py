@@ -13,14 +13,14 @@ from botocore.config import Config
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from pts.local.connections import (
+from pts.local.apigateway_websocket import ConnectionInfo, WebSocketApi
+from pts.local.connections_endpoint import (
     ConnectionRegistry,
     LiveConnection,
     ManagementApi,
     ManagementEndpoint,
 )
 from pts.local.gateway import LocalGateway
-from pts.local.websocket_api import ConnectionInfo, WebSocketApi
 
 API = WebSocketApi("Api", "$request.body.action", "live", {"$connect": "Fn", "$disconnect": "Fn"})
 
