@@ -82,9 +82,8 @@ def measure(plan: Plan) -> dict[str, Any]:
     sub_bytes = subscription_item_bytes()
     try:
         assert stack.stack is not None
-        meter = DynamoMeter(
-            stack.dynamodb_client(), stack.tables, {"ConnectionsTable": sub_bytes}
-        ).attach()
+        meter = DynamoMeter(tables=stack.tables, full_item_bytes={"ConnectionsTable": sub_bytes})
+        stack.stack.dynamodb.observe(meter.record)
         probe = FanoutProbe().attach(stack.stack)
         websocket_durations = time_websocket_function(stack.stack)
         bench = scenarios.Bench(stack, load, meter, probe, workload, plan.runs)

@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import unquote
@@ -80,6 +80,11 @@ class Reply(NamedTuple):
     """JSON-able, or None for an empty body."""
 
 
+_ERROR_TYPES = {
+    400: "BadRequestException",
+    429: "LimitExceededException",
+    500: "InternalServerErrorException",
+}
 _GONE = Reply(410, "GoneException", {"message": None})
 _FORBIDDEN = Reply(403, "ForbiddenException", {"message": "Forbidden"})
 
@@ -91,6 +96,9 @@ class ManagementApi:
         self.registry = registry
         self.post_delay = post_delay
         """Seconds each POST waits first: API Gateway under load, for tests and the bench."""
+        self.fault: Callable[[str, bytes], int | None] | None = None
+        """Tests' hook: given a POST's connection id and data, an error status to answer
+        instead (400, 429 or 500, with API Gateway's error type), or None to deliver."""
         self._closing: set[asyncio.Task[None]] = set()
 
     async def handle(self, method: str, raw_path: bytes, body: bytes) -> Reply:
@@ -112,6 +120,8 @@ class ManagementApi:
             return Reply(413, "PayloadTooLargeException", {"message": "Request entity too large"})
         if self.post_delay:
             await asyncio.sleep(self.post_delay)
+        if self.fault is not None and (status := self.fault(connection_id, data)) is not None:
+            return Reply(status, _ERROR_TYPES.get(status, "InternalServerErrorException"))
         connection = self.registry.get(connection_id)
         if connection is None:
             return _GONE
