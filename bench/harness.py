@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator, Mapping
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 
-from bench.workload import PacedSource
+from bench.workload import TIMELINE, PacedSource
 from pts import aws
 from pts.api import create_app
 from pts.config import Settings
@@ -42,7 +43,6 @@ STACK_ENV = {
     "PTS_BATCH_MAX_BYTES": "4096",
 }
 """Knobs for every function (and the apps `serve_app` adds)."""
-FUNCTION_ENV = {"StreamFunction": {"PTS_GENERATOR": "bench.workload:make_source"}}
 
 
 class _Server(uvicorn.Server):
@@ -62,6 +62,7 @@ class BenchStack:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._servers: list[tuple[_Server, asyncio.Task[None]]] = []
         self._saved_env: dict[str, str] = {}
+        self._timeline: tempfile.TemporaryDirectory[str] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -73,12 +74,18 @@ class BenchStack:
             p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
         )
         self._thread.start()
+        self._timeline = tempfile.TemporaryDirectory(prefix="bench-timeline-")
+        TIMELINE.share(Path(self._timeline.name))
+        function_env = {
+            "PTS_GENERATOR": "bench.workload:make_source",
+            "PTS_BENCH_TIMELINE_DIR": self._timeline.name,
+        }
         options = StackOptions(
             http_port=0,
             ws_port=0,
             sweep_interval=3600,  # no sweeper noise during a measurement
             table_prefix=f"bench{uuid.uuid4().hex[:6]}",
-            function_environment=FUNCTION_ENV,
+            function_environment={"StreamFunction": function_env},
         )
         self.stack = LocalStack(options)
         self.run(self.stack.start())
@@ -107,6 +114,9 @@ class BenchStack:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
+            TIMELINE.share(None)
+            if self._timeline is not None:
+                self._timeline.cleanup()
             os.environ.clear()
             os.environ.update(self._saved_env)
 
