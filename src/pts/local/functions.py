@@ -38,6 +38,7 @@ import httpx
 from pts.local.template import Function
 
 logger = logging.getLogger(__name__)
+logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per readiness probe otherwise
 
 REGION = "us-east-1"
 
@@ -72,12 +73,12 @@ def lambda_environment(function: Function, variables: Mapping[str, str]) -> dict
     name = function.logical_id
     pts_root = str(Path(__file__).resolve().parents[2])
     caller_path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    python_path = dict.fromkeys([str(function.code_uri), pts_root, *caller_path])
     return {
         **variables,
         "AWS_LAMBDA_FUNCTION_NAME": name,
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
-        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(function.timeout),
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
         "AWS_LAMBDA_LOG_STREAM_NAME": "local",
         "AWS_REGION": REGION,
@@ -88,7 +89,7 @@ def lambda_environment(function: Function, variables: Mapping[str, str]) -> dict
         "LANG": "en_US.UTF-8",
         "TZ": ":UTC",
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin:/usr/bin:/bin"]),
-        "PYTHONPATH": os.pathsep.join([str(function.code_uri), pts_root, *caller_path]),
+        "PYTHONPATH": os.pathsep.join(python_path),
         "PYTHONUNBUFFERED": "1",
         # The layer has no awscrt: botocore signs in pure Python on Lambda, so here too.
         "BOTO_DISABLE_CRT": "true",
