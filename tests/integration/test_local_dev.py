@@ -65,6 +65,36 @@ def test_dev_stops_cleanly(sig: signal.Signals):
         process.stdout.close()
 
 
+def test_a_killed_dev_takes_its_functions_with_it():
+    """SIGKILL gives `pts dev` no chance to stop anything: its sandboxes (frozen ones too)
+    and the streaming function's uvicorn end with it all the same."""
+    env = {**os.environ, "PTS_HTTP_PORT": "0", "PTS_WS_PORT": "0", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pts.cli", "dev"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        while not (line := process.stdout.readline()).startswith("ready"):
+            assert line
+        children = descendants(process.pid)
+        assert len(children) == 4
+        process.kill()
+        process.wait()
+        for _ in range(100):
+            if not any(alive(pid) for pid in children):
+                break
+            time.sleep(0.05)
+        assert [pid for pid in children if alive(pid)] == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
 def descendants(pid: int) -> list[int]:
     """Every process under `pid` (from /proc)."""
     parents = {}

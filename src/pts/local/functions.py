@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,16 @@ logger = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per readiness probe otherwise
 
 REGION = "us-east-1"
+
+_SPAWNER = ThreadPoolExecutor(1, thread_name_prefix="sandbox-spawner")
+"""Starts every sandbox. Linux's parent-death signal fires when the *thread* that started a
+process ends: one thread that lives as long as the process makes it mean the process."""
+
+
+def _spawn(command: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """A sandbox process (`pts.local.sandbox`) that dies with this one."""
+    launcher = [sys.executable, "-m", "pts.local.sandbox", str(os.getpid())]
+    return _SPAWNER.submit(subprocess.Popen, [*launcher, *command], **options).result()
 
 
 class FunctionError(Exception):
@@ -103,8 +114,8 @@ class Sandbox:
         self.function = function
         requests_read, self._requests = os.pipe()
         self._responses, responses_write = os.pipe()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "pts.local.sandbox", str(requests_read), str(responses_write)],
+        self.process = _spawn(
+            [str(requests_read), str(responses_write)],
             env=dict(env),
             pass_fds=(requests_read, responses_write),
             stdin=subprocess.DEVNULL,
@@ -326,7 +337,7 @@ class WebFunction:
 
     def start(self, timeout: float = 60) -> None:
         script = self.function.code_uri / self.function.handler
-        self.process = subprocess.Popen(["/bin/sh", str(script)], env=self.env)
+        self.process = _spawn(["--exec", "/bin/sh", str(script)], env=self.env)
         path = self.env.get("AWS_LWA_READINESS_CHECK_PATH", "/")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

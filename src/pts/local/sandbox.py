@@ -1,4 +1,4 @@
-"""One execution environment of a function: `python -m pts.local.sandbox IN_FD OUT_FD`.
+"""One execution environment of a function: `python -m pts.local.sandbox PARENT IN_FD OUT_FD`.
 
 What Lambda's Python runtime does, over a pair of pipes instead of the Runtime API: import
 the handler named by `_HANDLER` from `LAMBDA_TASK_ROOT` (the function's `CodeUri`) once, at
@@ -10,11 +10,16 @@ line out says whether init succeeded (`{"ready": true}` or an init error).
 The process's environment is the function's own and nothing else (the parent builds it);
 stdout and stderr are the parent's, so the handlers' logs reach `make dev`'s output as they
 reach CloudWatch on AWS. SIGINT is ignored: a terminal's Ctrl-C goes to the whole process
-group, and it is the stack that stops its sandboxes.
+group, and it is the stack that stops its sandboxes. On Linux the sandbox dies with the
+stack's process (even a SIGKILLed one, and even while frozen).
+
+`python -m pts.local.sandbox PARENT --exec COMMAND…` only arranges the same and runs COMMAND
+(the streaming function's `run.sh`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
 import os
@@ -102,10 +107,23 @@ def serve(requests: BinaryIO, responses: BinaryIO) -> None:
         responses.flush()
 
 
+def die_with_parent(parent: int) -> None:
+    """Be killed when the process that started us ends: Linux's parent-death signal, which
+    survives `exec` and reaches a stopped process too."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # it ended before we asked
+        os._exit(1)
+
+
 def main(argv: list[str]) -> None:
+    die_with_parent(int(argv[1]))
+    if argv[2] == "--exec":
+        os.execv(argv[3], argv[3:])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    requests = os.fdopen(int(argv[1]), "rb")
-    responses = os.fdopen(int(argv[2]), "wb")
+    requests = os.fdopen(int(argv[2]), "rb")
+    responses = os.fdopen(int(argv[3]), "wb")
     serve(requests, responses)
 
 
