@@ -1,4 +1,5 @@
-"""The whole local stack, in-process on ephemeral ports, for tests that need it running."""
+"""The whole local stack on ephemeral ports (its services in a thread here, each function in
+processes of its own), for tests that need it running."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from pts import aws
 from pts.local.stack import LocalStack, StackOptions
 
 # Short, fast demo replies and batches.
@@ -30,7 +32,8 @@ class RunningStack:
 
 @contextmanager
 def running_stack() -> Iterator[RunningStack]:
-    """Start the stack in a thread of its own; stop it and restore the environment after."""
+    """Start the stack in a thread of its own, point this process's clients at it (its
+    `client_environment()`); stop it and restore the environment after."""
     saved = dict(os.environ)
     os.environ.update(TEST_ENVIRONMENT)
     options = StackOptions(
@@ -59,9 +62,14 @@ def running_stack() -> Iterator[RunningStack]:
     try:
         if errors:
             raise errors[0]
+        os.environ.update(stack.client_environment())
+        aws.client.cache_clear()
+        aws.session.cache_clear()
         yield RunningStack(stack, stack.http_url, stack.ws_url, loop)
     finally:
         loop.call_soon_threadsafe(stopped.set)
         thread.join(30)
         os.environ.clear()
         os.environ.update(saved)
+        aws.client.cache_clear()
+        aws.session.cache_clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +15,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from pts.client import StreamView, follow
-from pts.fanout import Fanout
+from pts.subscriptions import SubscriptionStore
 from tests.support import RunningStack
 
 ECHO = "echo:" + " ".join(f"Sentence number {i} is here." for i in range(40))
@@ -43,9 +43,9 @@ async def client(stack: RunningStack) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def deployed_fanout() -> Fanout:
-    """The `fanout` object of functions/fanout/app.py as the local stack loaded it."""
-    return sys.modules["_pts_function_FanoutFunction"].fanout
+def subscriptions() -> SubscriptionStore:
+    """The connections table the local stack's functions use."""
+    return SubscriptionStore(os.environ["PTS_CONNECTIONS_TABLE"])
 
 
 class Recorder:
@@ -141,9 +141,7 @@ def test_a_viewer_vanishing_mid_stream_harms_nobody(local_stack: RunningStack):
             leaver.transport.abort()
             text = await driving
             view = await stayer
-            subscribers = await asyncio.to_thread(
-                deployed_fanout().subscriptions.subscribers, chat["streamId"]
-            )
+            subscribers = await asyncio.to_thread(subscriptions().subscribers, chat["streamId"])
             return text, view, subscribers
 
     text, view, subscribers = asyncio.run(main())
@@ -153,21 +151,19 @@ def test_a_viewer_vanishing_mid_stream_harms_nobody(local_stack: RunningStack):
 
 def test_stale_subscriptions_are_cleaned_up(local_stack: RunningStack):
     """A subscription whose connection vanished without $disconnect (410) is deleted."""
-    fanout = deployed_fanout()
+    store = subscriptions()
 
     async def main() -> tuple[str, list[str]]:
         async with client(local_stack) as http:
             chat = await create(http, "echo:Stale viewers. Go away.")
-            await asyncio.to_thread(fanout.subscriptions.subscribe, "ghost=", chat["streamId"])
+            await asyncio.to_thread(store.subscribe, "ghost=", chat["streamId"])
             watcher = asyncio.create_task(follow(local_stack.ws_url, chat["streamId"]))
             await asyncio.sleep(0.3)
             text = await drive(http, chat)
             view = await watcher
             assert view.text == text
             for _ in range(100):  # removed right after the posts of that invocation
-                subscribers = await asyncio.to_thread(
-                    fanout.subscriptions.subscribers, chat["streamId"]
-                )
+                subscribers = await asyncio.to_thread(store.subscribers, chat["streamId"])
                 if "ghost=" not in subscribers:
                     break
                 await asyncio.sleep(0.05)
@@ -178,20 +174,17 @@ def test_stale_subscriptions_are_cleaned_up(local_stack: RunningStack):
 
 
 def test_a_failed_delivery_is_retried_without_gap_or_duplicate(local_stack: RunningStack):
-    """The first post of one delta fails: the poller retries the record (partial batch
-    failure), viewers may get repeats, and the client rule leaves the text exact."""
-    fanout = deployed_fanout()
-    real = fanout.connections
+    """The first post of one delta fails (@connections answers 400): the poller retries the
+    record (partial batch failure), viewers may get repeats, and the client rule leaves the
+    text exact."""
+    endpoint = local_stack.stack.management.api
     failed: list[bytes] = []
 
-    class FailOnce:
-        encode = staticmethod(real.encode)
-
-        def send(self, connection_id: str, message: Any) -> bool:
-            if not failed and b'"seq":3' in message:
-                failed.append(message)
-                raise ConnectionError("throttled")
-            return real.send(connection_id, message)
+    def fail_once(connection_id: str, message: bytes) -> int | None:
+        if not failed and b'"seq":3' in message:
+            failed.append(message)
+            return 400
+        return None
 
     async def main() -> tuple[str, list[StreamView]]:
         async with client(local_stack) as http:
@@ -203,11 +196,11 @@ def test_a_failed_delivery_is_retried_without_gap_or_duplicate(local_stack: Runn
             text = await drive(http, chat)
             return text, list(await asyncio.gather(*watchers))
 
-    fanout.connections = FailOnce()  # type: ignore[assignment]
+    endpoint.fault = fail_once
     try:
         text, views = asyncio.run(main())
     finally:
-        fanout.connections = real
+        endpoint.fault = None
     assert failed
     for view in views:
         assert (view.text, view.status) == (text, "done")

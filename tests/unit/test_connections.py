@@ -11,8 +11,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from pts.connections import Connections, PostFailed
-from pts.local.connections import ConnectionRegistry, LiveConnection, ManagementEndpoint
-from pts.local.websocket_api import ConnectionInfo
+from pts.local.apigateway_websocket import ConnectionInfo
+from pts.local.connections_endpoint import ConnectionRegistry, LiveConnection, ManagementEndpoint
 
 
 class FakeSocket:

@@ -45,6 +45,9 @@ class Function:
     handler: str
     environment: Mapping[str, Any]
     events: Mapping[str, Any]
+    memory_size: int = 128
+    timeout: int = 3
+    """Seconds; Lambda's defaults for both when neither the function nor Globals say."""
 
 
 class Template:
@@ -84,6 +87,8 @@ class Template:
                 handler=props.get("Handler", defaults.get("Handler", "")),
                 environment=env,
                 events=props.get("Events", {}),
+                memory_size=int(props.get("MemorySize", defaults.get("MemorySize", 128))),
+                timeout=int(props.get("Timeout", defaults.get("Timeout", 3))),
             )
         return functions
 
