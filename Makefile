@@ -31,11 +31,13 @@ $(JS_MODULES): clients/js/package-lock.json
 
 test: $(STAMP) $(CHECKOV) $(JS_MODULES) ## every test: unit, template (checkov), sam build, integration (Node too), browser
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/sam validate --lint
 
 format: $(STAMP)

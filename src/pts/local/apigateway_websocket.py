@@ -213,9 +213,10 @@ class EventFactory:
         context = self._context(route_key, "MESSAGE", connection, now)
         context = {"routeKey": route_key, "messageId": api_gateway_id(), **context}
         binary = isinstance(data, bytes)
+        body = base64.b64encode(data).decode() if isinstance(data, bytes) else data
         return {
             "requestContext": context,
-            "body": base64.b64encode(data).decode() if binary else data,
+            "body": body,
             "isBase64Encoded": binary,
         }
 

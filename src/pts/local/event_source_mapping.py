@@ -218,7 +218,7 @@ class _Shard:
 
 def retry_delay(retries: int) -> float:
     """Seconds before retry number `retries + 1`: 0.1, 0.2, 0.4, 0.8, then 1."""
-    return min(1.0, 0.1 * 2**retries)
+    return min(1.0, 0.1 * 2.0**retries)
 
 
 class StreamPoller:
@@ -429,7 +429,8 @@ class StreamPoller:
         if limit < 0:
             return batch
         oldest_allowed = time.time() - limit
-        fresh, expired = [], []
+        fresh: list[dict[str, Any]] = []
+        expired: list[dict[str, Any]] = []
         for record in batch:
             too_old = record["dynamodb"]["ApproximateCreationDateTime"] < oldest_allowed
             (expired if too_old else fresh).append(record)

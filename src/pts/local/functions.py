@@ -51,7 +51,10 @@ process ends: one thread that lives as long as the process makes it mean the pro
 def _spawn(command: list[str], **options: Any) -> subprocess.Popen[bytes]:
     """A sandbox process (`pts.local.sandbox`) that dies with this one."""
     launcher = [sys.executable, "-m", "pts.local.sandbox", str(os.getpid())]
-    return _SPAWNER.submit(subprocess.Popen, [*launcher, *command], **options).result()
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([*launcher, *command], **options)
+
+    return _SPAWNER.submit(start).result()
 
 
 class FunctionError(Exception):

@@ -420,7 +420,8 @@ def sign_in(
             },
         )
         response.raise_for_status()
-        return response.json()
+        tokens: dict[str, Any] = response.json()
+        return tokens
     finally:
         if http is None:
             client.close()

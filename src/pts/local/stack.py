@@ -325,10 +325,9 @@ class LocalStack:
     @property
     def pids(self) -> dict[str, list[int]]:
         """The live processes of every function, by logical id."""
-        return {
-            name: function.pids
-            for name, function in [*self.functions.items(), *self.web_functions.items()]
-        }
+        pids = {name: function.pids for name, function in self.functions.items()}
+        pids.update({name: web.pids for name, web in self.web_functions.items()})
+        return pids
 
     async def stop(self) -> None:
         """Everything that invokes functions first, then the functions' processes, DynamoDB
