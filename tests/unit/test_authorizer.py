@@ -7,6 +7,7 @@ import importlib.util
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,8 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 
 from pts.auth import KeysUnavailable, Verifier
 from pts.authorizer import ConnectAuthorizer, connected_sub
-from pts.local.functions import LambdaContext
 from pts.local.issuer import Client, LocalIssuer
+from pts.local.sandbox import LambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = "http://127.0.0.1:8002"
@@ -169,7 +170,16 @@ def handler_module(monkeypatch, authorizer):
 def test_the_handler_allows_and_refuses(handler_module, issuer, capsys, caplog):
     caplog.set_level(logging.DEBUG)
     good, forged = issuer.mint("alice"), sample()["queryStringParameters"]["token"]
-    context = LambdaContext("AuthorizerFunction")
+    context = LambdaContext(
+        function_name="AuthorizerFunction",
+        function_version="$LATEST",
+        memory_limit_in_mb=128,
+        log_group_name="/aws/lambda/AuthorizerFunction",
+        log_stream_name="local",
+        aws_request_id="c6af9ac6-7b61-11e6-9a41-93e812345678",
+        invoked_function_arn="arn:aws:lambda:us-east-1:000000000000:function:AuthorizerFunction",
+        deadline_ms=int(time.time() * 1000) + 10_000,
+    )
     response = handler_module.handler(sample(good), context)
     assert response["context"] == {"sub": "alice"}
     with pytest.raises(Exception, match=r"^Unauthorized$"):
