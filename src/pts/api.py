@@ -163,6 +163,7 @@ class Api:
             aiter_source(self.source, request_),
             max_delay=self.settings.batch_max_delay,
             max_bytes=self.settings.batch_max_bytes,
+            min_interval=self.settings.batch_min_interval,
         )
         self.drivers[stream_id] = driver
         driver.start().add_done_callback(lambda _: self.drivers.pop(stream_id, None))

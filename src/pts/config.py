@@ -38,6 +38,9 @@ class Settings:
     retention_days: int = 30
     idle_timeout: float = 120.0
     pending_timeout: float = 600.0
+    batch_min_interval: float = 0.5
+    """Least time between two batches cut at sentence boundaries (`PTS_BATCH_MIN_INTERVAL_SECONDS`):
+    every batch is one message per viewer, so fewer batches are the cheapest lever."""
     batch_max_delay: float = 1.0
     batch_max_bytes: int = 4096
     cors_origins: tuple[str, ...] = ("*",)
@@ -59,6 +62,9 @@ class Settings:
             retention_days=_number(env, "PTS_RETENTION_DAYS", cls.retention_days, int),
             idle_timeout=_number(env, "PTS_IDLE_TIMEOUT_SECONDS", cls.idle_timeout, float),
             pending_timeout=_number(env, "PTS_PENDING_TIMEOUT_SECONDS", cls.pending_timeout, float),
+            batch_min_interval=_number(
+                env, "PTS_BATCH_MIN_INTERVAL_SECONDS", cls.batch_min_interval, float
+            ),
             batch_max_delay=_number(env, "PTS_BATCH_MAX_DELAY_SECONDS", cls.batch_max_delay, float),
             batch_max_bytes=_number(env, "PTS_BATCH_MAX_BYTES", cls.batch_max_bytes, int),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),

@@ -52,13 +52,14 @@ class StreamDriver:
         *,
         max_delay: float = 1.0,
         max_bytes: int = 4096,
+        min_interval: float = 0.5,
         cancel_poll_interval: float = 1.0,
         write_retry_for: float = 30.0,
     ) -> None:
         self.store = store if isinstance(store, AsyncStreamStore) else AsyncStreamStore(store)
         self.stream_id = stream_id
         self._pieces = pieces
-        self._batcher = Batcher(max_delay=max_delay, max_bytes=max_bytes)
+        self._batcher = Batcher(max_delay=max_delay, max_bytes=max_bytes, min_interval=min_interval)
         self._cancel_poll_interval = cancel_poll_interval
         self._write_retry_for = write_retry_for
         self._http: asyncio.Queue[str | None] = asyncio.Queue()
