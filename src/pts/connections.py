@@ -22,6 +22,8 @@ from pts import aws, protocol
 
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 4
+TIMEOUT = urllib3.Timeout(connect=3.0, read=10.0)
+"""Per attempt: 3 s to connect, 10 s for the answer (`Timeout(3, 10)` would be 3 s in total)."""
 
 
 class PostFailed(Exception):
@@ -38,7 +40,7 @@ class Connections:
     def __init__(self, endpoint_url: str | None, *, pool_size: int = 64) -> None:
         self.endpoint_url = (endpoint_url or "").rstrip("/")
         self._pool = urllib3.PoolManager(
-            maxsize=pool_size, block=True, retries=False, timeout=urllib3.Timeout(3, 10)
+            maxsize=pool_size, block=True, retries=False, timeout=TIMEOUT
         )
 
     encode = staticmethod(protocol.encode)
