@@ -29,8 +29,10 @@ class FakeConnections:
         self.received: dict[str, list[dict[str, Any]]] = {}
         self.gone: set[str] = set()
         self.failing: set[str] = set()
+        self.attempts: dict[str, int] = {}
 
     def send(self, connection_id: str, message: dict[str, Any] | bytes) -> bool:
+        self.attempts[connection_id] = self.attempts.get(connection_id, 0) + 1
         if connection_id in self.gone:
             return False
         if connection_id in self.failing:
@@ -231,7 +233,7 @@ def test_gone_viewers_are_dropped_without_failing(fanout, subscriptions, connect
     assert subscriptions.subscribers("s2") == []  # every subscription of that connection
 
 
-def test_a_failed_post_fails_only_its_record(fanout, subscriptions, connections):
+def test_a_viewer_whose_posts_fail_is_given_up_on_alone(fanout, subscriptions, connections):
     subscriptions.subscribe("flaky", "s1")
     subscriptions.subscribe("fine", "s1")
     subscriptions.subscribe("fine", "s2")
@@ -243,23 +245,68 @@ def test_a_failed_post_fails_only_its_record(fanout, subscriptions, connections)
             batch_record("s2", 1, "c", "3"),
         ]
     }
-    assert fanout.handle(event) == {"batchItemFailures": [{"itemIdentifier": "1"}]}
-    assert [m["text"] for m in connections.received["fine"]] == ["a", "b", "c"]
-    # Lambda retries from record 1: "fine" gets duplicates, which the client rule drops.
-    connections.failing.clear()
+    # No record fails: a retry would repeat every message to "fine" and hold up the shard.
     assert fanout.handle(event) == {"batchItemFailures": []}
-    assert [m["seq"] for m in connections.received["flaky"]] == [1, 2]
+    assert [m["text"] for m in connections.received["fine"]] == ["a", "b", "c"]
+    assert "flaky" not in connections.received
+    assert connections.attempts["flaky"] == 1  # its turn ends at its first failure
+    # It keeps its subscription: the next batch is tried again (its client sees the gap).
+    assert sorted(subscriptions.subscribers("s1")) == ["fine", "flaky"]
+    connections.failing.clear()
+    assert fanout.handle({"Records": [batch_record("s1", 3, "d", "4")]}) == {
+        "batchItemFailures": []
+    }
+    assert [m["seq"] for m in connections.received["flaky"]] == [3]
+    assert [m["text"] for m in connections.received["fine"]] == ["a", "b", "c", "d"]
 
 
-def test_every_record_failing_is_reported_not_raised(fanout, subscriptions, connections):
-    # Powertools' process_partial_response raises then, which makes Lambda bisect the batch.
+def test_one_failing_connection_alone_fails_nothing(fanout, subscriptions, connections):
+    # One viewer, failing on two streams: it may be the viewer, so nothing is retried.
     subscriptions.subscribe("flaky", "s1")
     subscriptions.subscribe("flaky", "s2")
     connections.failing.add("flaky")
     event = {"Records": [batch_record("s1", 1, "a", "1"), batch_record("s2", 1, "b", "2")]}
+    assert fanout.handle(event) == {"batchItemFailures": []}
+
+
+def test_failing_for_everyone_is_reported_not_raised(fanout, subscriptions, connections):
+    # Every post to every connection failed: the endpoint is down, so the records are
+    # retried. All of them are listed: Powertools' process_partial_response would raise
+    # then, which makes Lambda bisect the batch.
+    for viewer in ("v1", "v2"):
+        subscriptions.subscribe(viewer, "s1")
+        subscriptions.subscribe(viewer, "s2")
+        connections.failing.add(viewer)
+    event = {"Records": [batch_record("s1", 1, "a", "1"), batch_record("s2", 1, "b", "2")]}
     assert fanout.handle(event) == {
         "batchItemFailures": [{"itemIdentifier": "1"}, {"itemIdentifier": "2"}]
     }
+
+
+def test_unreadable_subscribers_fail_that_streams_records_only(
+    fanout, subscriptions, connections, monkeypatch
+):
+    subscriptions.subscribe("v", "s1")
+    subscriptions.subscribe("v", "s2")
+    real = subscriptions.subscribers
+
+    def subscribers(stream_id: str) -> list[str]:
+        if stream_id == "s1":
+            raise ConnectionError("DynamoDB unreachable")
+        return real(stream_id)
+
+    monkeypatch.setattr(subscriptions, "subscribers", subscribers)
+    event = {
+        "Records": [
+            batch_record("s1", 1, "a", "1"),
+            batch_record("s2", 1, "b", "2"),
+            batch_record("s1", 2, "c", "3"),
+        ]
+    }
+    assert fanout.handle(event) == {
+        "batchItemFailures": [{"itemIdentifier": "1"}, {"itemIdentifier": "3"}]
+    }
+    assert [m["text"] for m in connections.received["v"]] == ["b"]
 
 
 def test_records_that_are_not_ours_are_ignored(fanout, subscriptions, connections):
