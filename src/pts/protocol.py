@@ -69,7 +69,7 @@ def load_json(data: bytes | str) -> object:
     """A client's JSON (an HTTP body, a WebSocket frame), or `ValueError` saying what is wrong.
 
     Python's parser raises more than `JSONDecodeError` on hostile input: `RecursionError` on
-    deep nesting (`[` × 60,000) and a plain `ValueError` on an integer over 4,300 digits;
+    deep nesting (60,000 `[`) and a plain `ValueError` on an integer over 4,300 digits;
     both are bad input like any other, never a server error.
     """
     if isinstance(data, bytes):

@@ -123,8 +123,12 @@ class WebSocketRoutes:
     @staticmethod
     def _body(event: APIGatewayWebSocketEvent) -> dict[str, Any]:
         try:
-            body = protocol.load_json(event.decoded_body or "")
-        except (ValueError, UnicodeDecodeError) as error:
+            text = event.decoded_body or ""
+        except ValueError as error:  # a binary frame that is not UTF-8
+            raise BadMessage("message is not valid UTF-8") from error
+        try:
+            body = protocol.load_json(text)
+        except ValueError as error:
             raise BadMessage(f"message is {error}") from error
         if not isinstance(body, dict):
             raise BadMessage("message must be a JSON object")
@@ -141,7 +145,7 @@ class WebSocketRoutes:
             self.subscriptions.unsubscribe(connection_id, stream_id)
             if tail is None:
                 raise BadMessage("unknown stream", stream_id)
-            raise BadMessage(f"after is past the stream's last batch ({tail.last})", stream_id)
+            raise BadMessage("after is past the stream's last batch", stream_id)
         for message in subscribe_replies(stream_id, tail, after):
             if not self._send(connection_id, message):
                 return  # the client subscribes again after a gap or a reconnect
