@@ -35,7 +35,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from pts import protocol
 from pts.config import Settings
-from pts.connections import Connections
+from pts.connections import Connections, PostFailed
 from pts.subscriptions import SubscriptionStore
 
 logger = logging.getLogger(__name__)
@@ -182,6 +182,9 @@ class Fanout:
             try:
                 if not self.connections.send(connection_id, outgoing.message):
                     return sent, None, True
+            except PostFailed as error:  # expected of a sick connection: no traceback
+                logger.warning("giving up on %s for now: %s", connection_id, error)
+                return sent, outgoing.record_id, False
             except Exception:
                 logger.exception("posting to %s", connection_id)
                 return sent, outgoing.record_id, False

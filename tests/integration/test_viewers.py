@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import boto3
@@ -16,6 +16,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from pts.client import StreamView, follow
 from pts.fanout import Fanout
+from pts.local.connections import Reply
+from pts.sources.demo import DemoSource
 from tests.support import RunningStack
 
 ECHO = "echo:" + " ".join(f"Sentence number {i} is here." for i in range(40))
@@ -177,9 +179,9 @@ def test_stale_subscriptions_are_cleaned_up(local_stack: RunningStack):
     assert "ghost=" not in subscribers
 
 
-def test_a_failed_delivery_is_retried_without_gap_or_duplicate(local_stack: RunningStack):
-    """The first post of one delta fails: the poller retries the record (partial batch
-    failure), viewers may get repeats, and the client rule leaves the text exact."""
+def test_a_failed_delivery_is_recovered_by_the_client_rule(local_stack: RunningStack):
+    """The first post of one delta to one viewer fails: the fan-out gives up on that viewer
+    for that record (nobody else gets a repeat), and its client closes the gap."""
     fanout = deployed_fanout()
     real = fanout.connections
     failed: list[bytes] = []
@@ -230,3 +232,114 @@ def test_websocket_function_events_reach_dynamodb(local_stack: RunningStack):
             return len(items)
 
     assert asyncio.run(main()) == 1
+
+
+@contextmanager
+def posts_watched(stack: RunningStack, fail_for: set[str]) -> Iterator[list[int]]:
+    """Every message the local `@connections` endpoint is asked to post, by size; posts to
+    the connections in `fail_for` answer 500, as a sick connection's would."""
+    management = stack.stack.management
+    assert management is not None
+    api = management.api
+    real = api._post
+    sizes: list[int] = []
+
+    async def post(connection_id: str, data: bytes) -> Reply:
+        sizes.append(len(data))
+        if connection_id in fail_for:
+            return Reply(500, "InternalServerException", {"message": "Internal server error"})
+        return await real(connection_id, data)
+
+    api._post = post  # type: ignore[method-assign]
+    try:
+        yield sizes
+    finally:
+        api._post = real  # type: ignore[method-assign]
+
+
+@contextmanager
+def long_replies(stack: RunningStack, tokens: int, per_second: float) -> Iterator[None]:
+    """The HTTP app's demo source, for a while, with replies of `tokens` tokens."""
+    http_server = stack.stack._http
+    assert http_server is not None
+    api = http_server.config.app.state.api
+    real = api.source
+    api.source = DemoSource(reply_tokens=tokens, tokens_per_second=per_second)
+    try:
+        yield
+    finally:
+        api.source = real
+
+
+def test_a_long_reply_before_during_and_after(local_stack: RunningStack):
+    """About 320 KB: more than API Gateway's 128 KB per message. Every viewer ends with the
+    exact text, a late one through a snapshot cut to fit (`more`), and nothing posted is
+    over 128 KiB (the local endpoint refuses that as AWS does)."""
+
+    async def main() -> tuple[str, list[StreamView], list[dict[str, Any]]]:
+        async with (
+            client(local_stack) as http,
+            connect(local_stack.ws_url, max_size=None) as during_ws,
+            connect(local_stack.ws_url, max_size=None) as after_ws,
+        ):
+            chat = await create(http, "A very long reply, please")
+            before = asyncio.create_task(follow(local_stack.ws_url, chat["streamId"]))
+            await asyncio.sleep(0.3)
+            driving = asyncio.create_task(drive(http, chat))
+            while (await http.get(f"/streams/{chat['streamId']}")).json()["seq"] < 40:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            during = Recorder(during_ws, chat["streamId"])
+            await during.subscribe()
+            during_view = await during.run()
+            text = await driving
+            after = Recorder(after_ws, chat["streamId"])
+            await after.subscribe()
+            after_view = await after.run()
+            snapshots = [m for m in [*during.messages, *after.messages] if m["type"] == "snapshot"]
+            return text, [await before, during_view, after_view], snapshots
+
+    with long_replies(local_stack, 80_000, 16_000), posts_watched(local_stack, set()) as sizes:
+        text, views, snapshots = asyncio.run(main())
+    size = len(text.encode())
+    print(f"\nreply: {size} bytes; largest message posted: {max(sizes)} bytes")
+    assert size > 256 * 1024
+    for view in views:
+        assert (view.text, view.status) == (text, "done")
+    assert max(sizes) <= 128 * 1024
+    assert snapshots[-1]["more"] is True  # the viewer after the end got it cut
+    assert views[2].resubscribes == 0
+
+
+def test_one_sick_connection_harms_nobody(local_stack: RunningStack):
+    """Every post to one connection fails (500): it is given up on alone; the other viewers
+    get each message once, and the sick one catches up when it subscribes again."""
+    registry = local_stack.stack.management.api.registry  # type: ignore[union-attr]
+
+    async def main() -> tuple[str, list[Recorder], StreamView]:
+        async with client(local_stack) as http:
+            chat = await create(http, ECHO)
+            known = {c.info.connection_id for c in registry}
+            sick_ws = await connect(local_stack.ws_url)
+            await asyncio.sleep(0.1)
+            (sick_id,) = {c.info.connection_id for c in registry} - known
+            sick = Recorder(sick_ws, chat["streamId"])
+            await sick.subscribe()
+            sick.view.apply(json.loads(await sick.ws.recv()))  # its snapshot, before it falls ill
+            well = [Recorder(await connect(local_stack.ws_url), chat["streamId"]) for _ in "ab"]
+            for recorder in well:
+                await recorder.subscribe()
+            with posts_watched(local_stack, {sick_id}):
+                text = await drive(http, chat)
+                await asyncio.gather(*(r.run() for r in well))
+            # Well again: it subscribes again after what it has, and gets the rest.
+            resumed = await follow(local_stack.ws_url, chat["streamId"], after=sick.view.last)
+            for recorder in [*well, sick]:
+                await recorder.ws.close()
+            return text, well, resumed
+
+    text, well, resumed = asyncio.run(main())
+    for recorder in well:
+        assert (recorder.view.text, recorder.view.status) == (text, "done")
+        seqs = [m["seq"] for m in recorder.messages if m["type"] == "delta"]
+        assert len(seqs) == len(set(seqs)), "a viewer got a message twice"
+    assert (resumed.text, resumed.status) == (text, "done")
