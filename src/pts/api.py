@@ -3,7 +3,7 @@ a response-streaming Function URL, locally under uvicorn — the same app either
 
 Every error a client causes is a Starlette `HTTPException`, answered as `{"error": detail}`
 by one handler (Starlette's own 404 and 405 included); when several apply, the checks run
-in the order 400, 401, 404, 403, 409. No input gets a 5xx or holds the server: a body is
+in the order 413, 400, 401, 404, 403, 409. No input gets a 5xx or holds the server: a body is
 read only up to its limit, and JSON that Python's parser chokes on is a 400 like any other.
 """
 

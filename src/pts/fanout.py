@@ -9,8 +9,8 @@ Viewers are isolated from each other. A gone connection (410) loses its subscrip
 connection whose posts still fail after `Connections.send`'s brief retries is given up on
 for this invocation, alone: it keeps its subscriptions, and its client recovers through the
 gap rule or a reconnect. A record fails (and Lambda retries it, `ReportBatchItemFailures`)
-only for what hits everyone: its stream's viewers cannot be read, or no post reached any
-connection at all (the `@connections` endpoint is down). Retrying a record for one bad
+only for what hits everyone: its stream's viewers cannot be read, or not one post reached
+any of two or more connections (the endpoint is down). Retrying a record for one bad
 viewer would repeat it to every other viewer and hold up the whole shard.
 
 The handler answers Lambda's partial-batch response itself, straight from what happened:
