@@ -345,3 +345,38 @@ def test_one_sick_connection_harms_nobody(local_stack: RunningStack):
         seqs = [m["seq"] for m in recorder.messages if m["type"] == "delta"]
         assert len(seqs) == len(set(seqs)), "a viewer got a message twice"
     assert (resumed.text, resumed.status) == (text, "done")
+
+
+def test_hostile_frames_get_an_error_and_keep_the_connection(local_stack: RunningStack):
+    """Through the local gateway: each frame is answered at once with an `error`, the
+    connection stays open, and a normal subscribe right after is served at once."""
+    frames = [
+        "[" * 60_000,
+        '{"action": "subscribe", "streamId": "s", "after": ' + "1" * 5_000 + "}",
+        '{"action": "subscribe", "streamId": "\\ud800"}',
+        '{"action": "subscribe", "streamId": "\\ud800\\udfff\\ud800"}',
+        '{"action": "subscribe", "streamId": "s", "after": 1' + "0" * 2000 + "}",
+        '{"action": "subscribe", "streamId": "s", "after": -1}',
+        '{"action": "subscribe", "streamId": "s", "after": "1"}',
+        '{"action": "\\ud800", "streamId": "s"}',
+        '{"action": "subscribe", "streamId": "' + "a" * 100_000 + '"}',
+    ]
+
+    async def main() -> tuple[list[dict[str, Any]], float, StreamView]:
+        async with client(local_stack) as http, connect(local_stack.ws_url) as ws:
+            chat = await create(http, "echo:Still here.")
+            await drive(http, chat)
+            answers = []
+            started = asyncio.get_running_loop().time()
+            for frame in frames * 2:
+                await ws.send(frame)
+                answers.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+            took = asyncio.get_running_loop().time() - started
+            recorder = Recorder(ws, chat["streamId"])
+            await recorder.subscribe()
+            return answers, took, await asyncio.wait_for(recorder.run(), 5)
+
+    answers, took, view = asyncio.run(main())
+    assert [a["type"] for a in answers] == ["error"] * len(frames) * 2, answers
+    assert took < 10
+    assert (view.text, view.status) == ("Still here.", "done")
