@@ -12,9 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pts import protocol
-from pts.storage import StreamStore
+from pts.client import StreamView
+from pts.model import Stream
+from pts.protocol import Status
+from pts.storage import StreamStore, Tail
 from pts.subscriptions import SubscriptionStore
-from pts.ws_routes import WebSocketRoutes
+from pts.ws_routes import WebSocketRoutes, subscribe_replies
 from tests.unit.test_fuzz_http import any_text, json_values
 from tests.unit.test_ws_routes_and_fanout import ws_event
 
@@ -96,3 +99,35 @@ def test_every_frame_is_answered_at_once(world, data: st.DataObject, route: str)
         assert snapshot["text"] == "".join(
             f"batch {s}. " for s in range(body.get("after", 0) + 1, 4)
         )
+
+
+batch_texts = st.lists(
+    st.one_of(
+        st.text(st.characters(codec="utf-8"), min_size=1, max_size=50).map(lambda t: t * 300),
+        st.text(st.characters(codec="utf-8"), min_size=1, max_size=200),
+        st.integers(1, 40_000).map(lambda n: "\x01" * n),  # six bytes each once escaped
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=batch_texts, data=st.data(), status=st.sampled_from(list(Status)))
+def test_subscribe_replies_always_fit_and_add_up(texts: list[str], data, status: Status):
+    after = data.draw(st.integers(0, len(texts)))
+    stream = Stream("s", None, status, "", "", 0.0, len(texts) if status.terminal else 0)
+    batches = list(enumerate(texts, start=1))[after:]
+    tail = Tail(stream, batches, len(texts))
+    messages = list(subscribe_replies("s", tail, after))
+    for message in messages:
+        single = message["type"] == "delta"  # a lone batch may exceed the limit only alone
+        assert single or protocol.text_size(message.get("text", "")) <= protocol.MAX_TEXT_BYTES
+        if protocol.text_size(message.get("text", "")) <= protocol.MAX_TEXT_BYTES:
+            assert len(protocol.encode(message)) <= protocol.MAX_MESSAGE_BYTES - 30_000
+    view = StreamView("s", last=after, text="".join(texts[:after]), awaiting_snapshot=True)
+    for message in messages:
+        assert view.apply(message) is None
+    assert view.text == "".join(texts)
+    assert view.last == len(texts)
+    assert view.status == (status.value if status.terminal else None)
+    assert view.resubscribes == 0
