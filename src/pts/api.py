@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from pts import sse
 from pts.config import Settings
 from pts.driver import StreamDriver
 from pts.model import Stream
@@ -165,7 +166,12 @@ class Api:
             max_bytes=self.settings.batch_max_bytes,
         )
         self.drivers[stream_id] = driver
-        driver.start().add_done_callback(lambda _: self.drivers.pop(stream_id, None))
+        task = driver.start()
+        task.add_done_callback(lambda _: self.drivers.pop(stream_id, None))
+        if sse.wants_event_stream(request.headers.get("accept", "")):
+            # The AI SDK's UI message stream: the same pieces, then how the stream ended.
+            events = sse.ui_message_stream(stream_id, driver.text(), task)
+            return StreamingResponse(events, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
         return StreamingResponse(
             driver.text(),
             media_type="text/plain; charset=utf-8",
