@@ -23,7 +23,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from pts import sse
 from pts.config import Settings
@@ -282,6 +283,8 @@ def create_app(
         Route("/chat-stream", api.drive, methods=["POST"]),
         Route("/streams/{stream_id}", api.get_stream, methods=["GET"]),
         Route("/streams/{stream_id}/cancel", api.cancel, methods=["POST"]),
+        # The page's vendored libraries (scripts/vendor-web.sh), shipped inside the package.
+        Mount("/static/vendor", StaticFiles(packages=[("pts.web", "vendor")])),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: _http_error,
