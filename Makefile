@@ -12,10 +12,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# checkov pins its own boto3, so it gets a venv of its own (pyproject.toml: group `checkov`).
+CHECKOV := $(VENV)/checkov/.installed
+$(CHECKOV): pyproject.toml $(STAMP)
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet --upgrade pip
+	$(VENV)/checkov/bin/pip install --quiet --group checkov
+	touch $@
+
 dev: $(STAMP) ## run the whole stack locally (DynamoDB, HTTP, WebSocket, fan-out, sweeper)
 	$(BIN)/pts dev
 
-test: $(STAMP) ## every test: unit, template checks and sam build, integration, browser
+test: $(STAMP) $(CHECKOV) ## every test: unit, template checks (checkov), sam build, integration, browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
