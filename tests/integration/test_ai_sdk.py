@@ -141,3 +141,26 @@ def test_errors_before_streaming_stay_json(http: httpx.Client):
     )
     assert response.status_code == 404
     assert response.json() == {"error": "unknown stream"}
+
+
+def test_a_cancelled_stream_ends_in_an_abort_part(http: httpx.Client):
+    words = " ".join(f"word{i}" for i in range(3000))  # seconds of streaming at the test pace
+    chat = http.post("/chats", json={"prompt": f"echo:{words}"}).json()
+    headers = {"Authorization": f"Bearer {chat['driveToken']}", "Accept": "text/event-stream"}
+    parts: list[Any] = []
+    with http.stream(
+        "POST", "/chat-stream", json={"streamId": chat["streamId"]}, headers=headers
+    ) as response:
+        for line in response.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            data = line.removeprefix("data: ")
+            parts.append(data if data == "[DONE]" else json.loads(data))
+            if len(parts) == 5:
+                cancel = http.post(f"/streams/{chat['streamId']}/cancel", headers=headers)
+                assert cancel.status_code == 202
+    assert parts[-2:] == [{"type": "abort", "reason": "cancelled"}, "[DONE]"]
+    body = stored(http, chat["streamId"])
+    assert body["status"] == "cancelled"
+    deltas = [p["delta"] for p in parts[:-1] if p["type"] == "text-delta"]
+    assert "".join(deltas) == body["text"]
