@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from html import escape as html_escape
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -81,6 +83,20 @@ def _bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+def _page_policy(nonce: str, ws_url: str | None) -> str:
+    """The chat page's Content-Security-Policy: its own script and style, its own APIs."""
+    connect = "'self'"
+    if ws_url:
+        url = urlsplit(ws_url)
+        if url.scheme in ("ws", "wss") and url.netloc:
+            connect += f" {url.scheme}://{url.netloc}"
+    return (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        f"img-src data:; connect-src {connect}; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+
+
 class Api:
     """The route handlers, bound to one store and one text source."""
 
@@ -112,10 +128,18 @@ class Api:
         return JSONResponse({"status": "ok"})
 
     async def page(self, request: Request) -> Response:
-        """The chat page, told where the WebSocket API is (`PTS_WS_URL`)."""
+        """The chat page, told where the WebSocket API is (`PTS_WS_URL`).
+
+        Its policy lets only the page's own script (by nonce) and what it imports run, so
+        even markup that got past the page's sanitizer could not run script.
+        """
         html = resources.files("pts.web").joinpath("index.html").read_text("utf-8")
         ws_url = html_escape(self.settings.ws_url or "", quote=True)
-        return HTMLResponse(html.replace("{{PTS_WS_URL}}", ws_url))
+        nonce = secrets.token_urlsafe(18)
+        html = html.replace("{{PTS_WS_URL}}", ws_url).replace("{{CSP_NONCE}}", nonce)
+        return HTMLResponse(
+            html, headers={"Content-Security-Policy": _page_policy(nonce, self.settings.ws_url)}
+        )
 
     async def create_chat(self, request: Request) -> Response:
         body = await _json_object(request)

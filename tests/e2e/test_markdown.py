@@ -119,3 +119,25 @@ def test_the_libraries_are_served_by_the_app_with_their_licenses(http: httpx.Cli
         assert http.get(f"/static/vendor/{name}/LICENSE").status_code == 200
     missing = http.get("/static/vendor/nothing.js")
     assert (missing.status_code, missing.json()) == (404, {"error": "Not Found"})
+
+
+def test_the_page_policy_stops_script_that_got_past_the_sanitizer(
+    new_page: OpenPage, http: httpx.Client
+):
+    policy = http.get("/").headers["content-security-policy"]
+    assert "script-src 'nonce-" in policy and "unsafe-inline" not in policy
+    page = new_page()
+    page.evaluate(
+        """() => {
+        const reply = document.createElement("div");
+        reply.innerHTML = '<img src="data:," onerror="window.pwned = 1">'
+          + '<a id="js" href="javascript:window.pwned = 2">x</a>';
+        document.body.append(reply);
+        const script = document.createElement("script");
+        script.textContent = "window.pwned = 3";
+        document.body.append(script);
+        document.getElementById("js").click();
+    }"""
+    )
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => window.pwned") is None
