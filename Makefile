@@ -23,7 +23,13 @@ $(CHECKOV): pyproject.toml $(STAMP)
 dev: $(STAMP) ## run the whole stack locally (DynamoDB, HTTP, WebSocket, fan-out, sweeper)
 	$(BIN)/pts dev
 
-test: $(STAMP) $(CHECKOV) ## every test: unit, template checks (checkov), sam build, integration, browser
+# The JavaScript client's dev dependencies (tsc, React, a DOM), from its lock file.
+JS_MODULES := clients/js/node_modules/.package-lock.json
+
+$(JS_MODULES): clients/js/package-lock.json
+	cd clients/js && npm ci --no-audit --no-fund
+
+test: $(STAMP) $(CHECKOV) $(JS_MODULES) ## every test: unit, template (checkov), sam build, integration (Node too), browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
