@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from html import escape as html_escape
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -81,6 +82,15 @@ def _bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def _client_module() -> Path:
+    """clients/js/src: in the wheel (so the Lambda layer) as `pts/web/client`, else, in a
+    source checkout, beside the Python sources. One copy either way."""
+    packaged = Path(str(resources.files("pts.web").joinpath("client")))
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "clients" / "js" / "src"
 
 
 def _page_policy(nonce: str, ws_url: str | None) -> str:
@@ -307,8 +317,10 @@ def create_app(
         Route("/chat-stream", api.drive, methods=["POST"]),
         Route("/streams/{stream_id}", api.get_stream, methods=["GET"]),
         Route("/streams/{stream_id}/cancel", api.cancel, methods=["POST"]),
-        # The page's vendored libraries (scripts/vendor-web.sh), shipped inside the package.
+        # The page's vendored libraries (scripts/vendor-web.sh), shipped inside the package,
+        # and the JavaScript client that the page uses (clients/js/src).
         Mount("/static/vendor", StaticFiles(packages=[("pts.web", "vendor")])),
+        Mount("/static/client", StaticFiles(directory=_client_module())),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: _http_error,

@@ -105,22 +105,6 @@ def test_a_reply_can_never_run_script(new_page: OpenPage):
         assert page.evaluate("() => window.pwned") is None
 
 
-def test_the_libraries_are_served_by_the_app_with_their_licenses(http: httpx.Client):
-    versions = http.get("/static/vendor/VERSIONS")
-    assert versions.status_code == 200
-    for path, name in [
-        ("marked/marked.esm.js", "marked"),
-        ("dompurify/purify.es.js", "dompurify"),
-    ]:
-        response = http.get(f"/static/vendor/{path}")
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/javascript")
-        assert f"{name} " in versions.text
-        assert http.get(f"/static/vendor/{name}/LICENSE").status_code == 200
-    missing = http.get("/static/vendor/nothing.js")
-    assert (missing.status_code, missing.json()) == (404, {"error": "Not Found"})
-
-
 def test_the_page_policy_stops_script_that_got_past_the_sanitizer(
     new_page: OpenPage, http: httpx.Client
 ):
