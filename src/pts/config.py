@@ -44,6 +44,12 @@ class Settings:
     batch_max_delay: float = 1.0
     batch_max_bytes: int = 4096
     cors_origins: tuple[str, ...] = ("*",)
+    fanout_worker_function: str | None = None
+    """The fan-out's second level (`PTS_FANOUT_WORKER_FUNCTION`): the function invoked for
+    each slice of a big audience; unset, one invocation posts to every viewer."""
+    fanout_viewers_per_invocation: int = 250
+    """Viewers one fan-out invocation posts to (`PTS_FANOUT_VIEWERS_PER_INVOCATION`); a
+    stream with more is handed to workers in slices of this size."""
     ws_management_url: str | None = None
     """`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}` for `@connections`."""
     ws_url: str | None = None
@@ -69,6 +75,13 @@ class Settings:
             batch_max_bytes=_number(env, "PTS_BATCH_MAX_BYTES", cls.batch_max_bytes, int),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
             ws_management_url=env.get("PTS_WS_MANAGEMENT_URL") or None,
+            fanout_worker_function=env.get("PTS_FANOUT_WORKER_FUNCTION") or None,
+            fanout_viewers_per_invocation=_number(
+                env,
+                "PTS_FANOUT_VIEWERS_PER_INVOCATION",
+                cls.fanout_viewers_per_invocation,
+                int,
+            ),
             ws_url=env.get("PTS_WS_URL") or None,
             extra=dict(env),
         )

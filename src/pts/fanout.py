@@ -13,6 +13,9 @@ only for what hits everyone: its stream's viewers cannot be read, or not one pos
 any of two or more connections (the endpoint is down). Retrying a record for one bad
 viewer would repeat it to every other viewer and hold up the whole shard.
 
+A stream with more viewers than one invocation should serve is handed, in slices, to
+parallel worker invocations (`pts.fanout_workers`), which post under these same rules.
+
 The handler answers Lambda's partial-batch response itself, straight from what happened:
 every failed record is listed, even when that is all of them (Powertools'
 `process_partial_response` would raise then, and Lambda would start bisecting the batch).
@@ -36,6 +39,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from pts import protocol
 from pts.config import Settings
 from pts.connections import Connections, PostFailed
+from pts.fanout_workers import SliceDispatcher, lambda_invoker
 from pts.subscriptions import SubscriptionStore
 
 logger = logging.getLogger(__name__)
@@ -89,16 +93,26 @@ class Fanout:
         subscriptions: SubscriptionStore,
         connections: Connections,
         pool: ThreadPoolExecutor | None = None,
+        workers: SliceDispatcher | None = None,
     ) -> None:
         self.subscriptions = subscriptions
         self.connections = connections
         self.pool = pool or ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="fanout")
+        self.workers = workers
+        """The second level, if any: who posts to the viewers past the first slice."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Fanout:
+        workers = None
+        if settings.fanout_worker_function:
+            workers = SliceDispatcher(
+                lambda_invoker(settings.fanout_worker_function),
+                settings.fanout_viewers_per_invocation,
+            )
         return cls(
             SubscriptionStore(settings.connections_table),
             Connections(settings.ws_management_url),
+            workers=workers,
         )
 
     def handle(self, event: dict[str, Any]) -> PartialItemFailureResponse:
@@ -127,6 +141,20 @@ class Fanout:
         for stream_id, connection_ids in viewers.items():
             if connection_ids is None:  # nobody of this stream can be served: retry it
                 delivery.failed.update(o.record_id for o in by_stream[stream_id])
+            elif self.workers is not None:
+                viewers[stream_id] = self.workers.hand_off(
+                    stream_id, by_stream[stream_id], connection_ids
+                )
+        return self.post(by_stream, viewers, delivery)
+
+    def post(
+        self,
+        by_stream: dict[str, list[Outgoing]],
+        viewers: dict[str, list[str] | None],
+        delivery: Delivery | None = None,
+    ) -> Delivery:
+        """Post each stream's messages to its viewers (the rules in the module docstring)."""
+        delivery = Delivery() if delivery is None else delivery
         jobs = [
             (stream_id, connection_id)
             for stream_id, connection_ids in viewers.items()

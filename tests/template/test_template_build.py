@@ -22,6 +22,7 @@ FUNCTIONS = {
     "StreamFunction": "run.sh",
     "WebSocketFunction": "app.py",
     "FanoutFunction": "app.py",
+    "FanoutWorkerFunction": "app.py",
     "SweeperFunction": "app.py",
 }
 

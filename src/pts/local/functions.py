@@ -155,7 +155,10 @@ class Sandbox:
     def _read_line(self, deadline: float) -> dict[str, Any]:
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._responses], [], [], left)[0]:
+            # poll, not select: with a thousand viewers connected, pipe fds pass FD_SETSIZE.
+            ready = select.poll()
+            ready.register(self._responses, select.POLLIN)
+            if left <= 0 or not ready.poll(left * 1000):
                 self.kill()
                 raise FunctionError(
                     self.function.logical_id,
