@@ -145,11 +145,13 @@ def design_usage(
     *,
     tokens_per_second: float = 50.0,
     memory_gb: float = 0.5,
+    fanout_memory_gb: float = 1.769,
     gsi_write_units: float = 5.0,
 ) -> ReplyUsage:
     """The usage of `design` ("ours", "per_token", "fullbody") for one reply.
 
     `tokens_per_second`: how fast the model streams (the streaming function lives that long).
+    `fanout_memory_gb`: the fan-out's and its workers' memory (template.yaml: a whole vCPU).
     `gsi_write_units`: the index writes of a reply's lifecycle, the same in every design
     (the chat into ChatsByCreatedAt; the stream into, across and out of ActiveStreams).
     """
@@ -182,7 +184,7 @@ def design_usage(
         stream_requests=2,  # POST /chats, POST /chat-stream
         stream_gb_seconds=memory_gb * seconds,
         fanout_requests=invocations,
-        fanout_gb_seconds=memory_gb * fanout_ms / 1000,
+        fanout_gb_seconds=fanout_memory_gb * fanout_ms / 1000,
         websocket_requests=3 * viewers,  # $connect, subscribe, $disconnect
         websocket_gb_seconds=memory_gb * 3 * viewers * m.websocket_ms / 1000,
         write_units=writes + gsi_write_units + viewers * m.subscription_write_units,

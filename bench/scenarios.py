@@ -25,6 +25,7 @@ from bench.stats import delivery_lags, median, percentile, ratio
 from bench.workload import TIMELINE, Workload
 from pts.config import Settings
 from pts.connections import Connections
+from pts.model import new_id
 from pts.storage import deserialize, serialize
 from pts.subscriptions import SubscriptionStore
 
@@ -605,10 +606,10 @@ def batch_item_overhead(bench: Bench) -> int:
     """Bytes of a batch item besides its text (what a body re-read pays per batch)."""
     item = serialize(
         {
-            "pk": "STREAM#" + "x" * 22,
+            "pk": "STREAM#" + "x" * len(new_id()),
             "sk": "BATCH#0000000001",
             "kind": "batch",
-            "streamId": "x" * 22,
+            "streamId": "x" * len(new_id()),
             "seq": 1,
             "text": "",
             "writtenAt": int(time.time() * 1000),
@@ -632,7 +633,9 @@ def call_costs(bench: Bench, calls: int = 300) -> dict[str, float]:
     connections = Connections(bench.stack.stack.ws_management_url)
     for _ in range(20):
         connections.send("no-such-connection", b"{}")
-    message = b'{"type":"delta","streamId":"' + b"s" * 22 + b'","seq":7,"text":"' + b"x" * 150
+    message = (
+        b'{"type":"delta","streamId":"' + b"s" * len(new_id()) + b'","seq":7,"text":"' + b"x" * 150
+    )
     message += b'"}'
     started = time.thread_time()
     for _ in range(calls):

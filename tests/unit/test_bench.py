@@ -240,7 +240,7 @@ def test_usage_counts_writes_messages_and_fanout_work():
     assert ours.stream_requests == 2
     assert ours.stream_gb_seconds == pytest.approx(0.5 * 40)
     assert ours.fanout_requests == 100 + 1  # a poll per batch (fewer than 4/s for 40 s), + status
-    assert ours.fanout_gb_seconds == pytest.approx(0.5 * (101 * 4 + 101 * 10 * 2) / 1000)
+    assert ours.fanout_gb_seconds == pytest.approx(1.769 * (101 * 4 + 101 * 10 * 2) / 1000)
     assert ours.write_units == 110 + 5 + 10 * 4
     assert ours.ws_messages == 10 * (1 + 102)
     assert ours.connection_minutes == 10
