@@ -161,8 +161,7 @@ def design_usage(
     posts = (records + 1) * viewers
     slices = math.ceil(viewers / m.viewers_per_invocation) if m.viewers_per_invocation else 1
     workers = invocations * (slices - 1)  # each fan-out invocation keeps the first slice
-    invocations += workers
-    fanout_ms = invocations * m.fanout_base_ms + posts * m.fanout_post_ms
+    fanout_ms = (invocations + workers) * m.fanout_base_ms + posts * m.fanout_post_ms
     per_viewer = {
         "ours": m.messages_per_viewer,
         "per_token": m.messages_per_viewer - m.batches + m.pieces,
@@ -183,7 +182,7 @@ def design_usage(
         viewers=viewers,
         stream_requests=2,  # POST /chats, POST /chat-stream
         stream_gb_seconds=memory_gb * seconds,
-        fanout_requests=invocations,
+        fanout_requests=invocations + workers,
         fanout_gb_seconds=fanout_memory_gb * fanout_ms / 1000,
         websocket_requests=3 * viewers,  # $connect, subscribe, $disconnect
         websocket_gb_seconds=memory_gb * 3 * viewers * m.websocket_ms / 1000,

@@ -322,6 +322,7 @@ def test_two_level_fanout_costs_worker_requests():
     )
     assert two.fanout_requests == one.fanout_requests * 4  # the fan-out's own slice + 3
     assert two.ws_messages == one.ws_messages
+    assert two.read_units == one.read_units  # workers read nothing: the slice is in the event
     small = design_usage("ours", measured(viewers_per_invocation=250), viewers=10)
     assert small.fanout_requests == design_usage("ours", measured(), viewers=10).fanout_requests
 
