@@ -7,7 +7,7 @@
 - **Full-body re-send** (Convex's behaviour): on every write, every viewer gets the whole body
   so far. `fullbody_messages` counts what that sends for a given sequence of batches: ours
   (the records our run wrote) or Convex's own cut (`convex_batches`: a write whenever a piece
-  contains `.`, `!` or `?`, SPEC §1).
+  contains `.`, `!` or `?`).
 - **HTTP-only**: the same app and driver with `NullWrites`, a store that persists nothing;
   `SlowWrites` injects latency into every write instead.
 """

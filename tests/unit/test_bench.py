@@ -199,7 +199,7 @@ def test_workload_prompt_round_trips_and_is_reply_2000():
     workload = Workload(2000, 200)
     assert Workload.from_prompt(workload.prompt) == workload
     assert len(workload.pieces) == 2000
-    assert 7000 < workload.reply_bytes < 9000  # SPEC §9: ~8 KB
+    assert 7000 < workload.reply_bytes < 9000  # reply-2000: ~8 KB
     assert workload.text.startswith(Workload(200, 200).text[:400])
     with pytest.raises(ValueError):
         Workload.from_prompt("tell me a story")
