@@ -30,12 +30,12 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from pts import sse
+from pts import sse, threads
 from pts.config import Settings
 from pts.driver import StreamDriver
-from pts.model import Stream
+from pts.model import Chat, Stream
 from pts.protocol import Status, is_valid_id, load_json
-from pts.sources import GenerationRequest, Source, aiter_source, load_source
+from pts.sources import GenerationRequest, Source, Turn, aiter_source, history_budget, load_source
 from pts.storage import AsyncStreamStore, StreamStore
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,26 @@ def _identifier(value: object, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise HTTPException(400, f"{name} must be a non-empty string")
     return value
+
+
+def _thread_id(value: object) -> str | None:
+    """`threadId` of `POST /chats` or `GET /chats`: absent (None), or a well-formed id."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not is_valid_id(value):
+        raise HTTPException(400, "threadId must be the threadId of an earlier chat")
+    return value
+
+
+def chat_json(chat: Chat) -> dict[str, Any]:
+    """A chat as `GET /chats` lists it."""
+    return {
+        "chatId": chat.chat_id,
+        "prompt": chat.prompt,
+        "streamId": chat.stream_id,
+        "createdAt": chat.created_at,
+        "threadId": chat.thread_id,
+    }
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -187,13 +207,23 @@ class Api:
         size = _utf8_size(prompt, "prompt")
         if not 1 <= size <= MAX_PROMPT_BYTES:
             raise HTTPException(400, f"prompt must be 1 to {MAX_PROMPT_BYTES} bytes of UTF-8")
-        chat, token = await self.store.create_chat(prompt)
+        thread_id = _thread_id(body.get("threadId"))
+        if thread_id is not None and not await self.store.thread_exists(thread_id):
+            raise HTTPException(404, "unknown thread")
+        chat, token = await self.store.create_chat(prompt, thread_id=thread_id)
         return JSONResponse(
-            {"chatId": chat.chat_id, "streamId": chat.stream_id, "driveToken": token},
+            {
+                "chatId": chat.chat_id,
+                "streamId": chat.stream_id,
+                "driveToken": token,
+                "threadId": chat.thread_id,
+            },
             status_code=201,
         )
 
     async def list_chats(self, request: Request) -> Response:
+        if "threadId" in request.query_params:
+            return await self.list_thread(request)
         chats = await self.store.list_chats()
         return JSONResponse(
             {
@@ -203,11 +233,26 @@ class Api:
                         "prompt": c.prompt,
                         "streamId": c.stream_id,
                         "createdAt": c.created_at,
+                        "threadId": c.thread_id,
                     }
                     for c in chats
                 ]
             }
         )
+
+    async def list_thread(self, request: Request) -> Response:
+        """`GET /chats?threadId=…`: one thread's chats, oldest first (none: an empty list)."""
+        thread_id = _thread_id(request.query_params["threadId"])
+        assert thread_id is not None
+        chats = await self.store.list_thread(thread_id)
+        return JSONResponse({"chats": [chat_json(c) for c in chats]})
+
+    async def _history(self, chat: Chat | None) -> tuple[Turn, ...]:
+        """The earlier turns of the chat's thread that the source is given."""
+        if chat is None:
+            return ()
+        budget = history_budget(self.source)
+        return await asyncio.to_thread(threads.history, self.store.sync, chat, budget)
 
     async def drive(self, request: Request) -> Response:
         body = await _json_object(request)
@@ -220,7 +265,9 @@ class Api:
         chat = None
         if stream.chat_id:
             chat = await self.store.get_chat(stream.chat_id)
-        request_ = GenerationRequest(chat.prompt if chat else "", stream_id, stream.chat_id)
+        request_ = GenerationRequest(
+            chat.prompt if chat else "", stream_id, stream.chat_id, await self._history(chat)
+        )
         driver = StreamDriver(
             self.store,
             stream_id,

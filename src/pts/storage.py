@@ -10,6 +10,7 @@ Keys and the attribute codec live in `pts.keys`, the domain types in `pts.model`
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -85,7 +86,13 @@ def applied(write: Callable[[], object]) -> bool:
 
 
 def _chat_from_item(item: dict[str, Any]) -> Chat:
-    return Chat(item["chatId"], item["prompt"], item["streamId"], item["createdAt"])
+    return Chat(
+        item["chatId"],
+        item["prompt"],
+        item["streamId"],
+        item["createdAt"],
+        item.get("threadId") or item["chatId"],
+    )
 
 
 def stream_from_item(item: dict[str, Any]) -> Stream:
@@ -127,10 +134,15 @@ class StreamStore:
 
     # -- chats and streams -------------------------------------------------------------
 
-    def create_chat(self, prompt: str) -> tuple[Chat, str]:
-        """Store a chat and its `pending` stream; return the chat and the drive token."""
+    def create_chat(self, prompt: str, *, thread_id: str | None = None) -> tuple[Chat, str]:
+        """Store a chat and its `pending` stream; return the chat and the drive token.
+
+        The chat continues `thread_id` (checked by the caller, see `thread_exists`), or starts
+        a thread of its own, whose id is the chat's.
+        """
         now = self.clock()
-        chat = Chat(new_id(), prompt, new_id(), iso_time(now))
+        chat_id = new_id()
+        chat = Chat(chat_id, prompt, new_id(), iso_time(now), thread_id or chat_id)
         token = new_token()
         chat_item = {
             **chat_key(chat.chat_id),
@@ -140,6 +152,7 @@ class StreamStore:
             "streamId": chat.stream_id,
             "createdAt": chat.created_at,
             "chatList": CHAT_LIST,
+            "threadId": chat.thread_id,
             "ttl": self._ttl(now),
         }
         stream_item = {
@@ -172,6 +185,33 @@ class StreamStore:
             ExpressionAttributeValues={":list": {"S": CHAT_LIST}},
         )
         return [_chat_from_item(deserialize(i)) for page in pages for i in page["Items"]]
+
+    def list_thread(self, thread_id: str) -> list[Chat]:
+        """One thread's chats, oldest first (the `ChatsByThread` index: eventually consistent,
+        so a chat created a moment ago may be missing yet; see `thread_exists`)."""
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table,
+            IndexName="ChatsByThread",
+            KeyConditionExpression="threadId = :thread",
+            ExpressionAttributeValues={":thread": {"S": thread_id}},
+        )
+        return [_chat_from_item(deserialize(i)) for page in pages for i in page["Items"]]
+
+    def thread_exists(self, thread_id: str) -> bool:
+        """Whether a thread has this id: its first chat, read consistently (a thread's id is
+        its first chat's, so a reply can be continued the moment it was created), or, when
+        that chat was deleted, any chat left in it."""
+        first = self.get_chat(thread_id)
+        if first is not None:
+            return first.thread_id == thread_id
+        response = self.client.query(
+            TableName=self.table,
+            IndexName="ChatsByThread",
+            KeyConditionExpression="threadId = :thread",
+            ExpressionAttributeValues={":thread": {"S": thread_id}},
+            Limit=1,
+        )
+        return bool(response["Items"])
 
     def get_chat(self, chat_id: str) -> Chat | None:
         response = self.client.get_item(
@@ -464,8 +504,16 @@ class AsyncStreamStore:
     def __init__(self, store: StreamStore) -> None:
         self.sync = store
 
-    async def create_chat(self, prompt: str) -> tuple[Chat, str]:
-        return await asyncio.to_thread(self.sync.create_chat, prompt)
+    async def create_chat(self, prompt: str, *, thread_id: str | None = None) -> tuple[Chat, str]:
+        return await asyncio.to_thread(
+            functools.partial(self.sync.create_chat, prompt, thread_id=thread_id)
+        )
+
+    async def list_thread(self, thread_id: str) -> list[Chat]:
+        return await asyncio.to_thread(self.sync.list_thread, thread_id)
+
+    async def thread_exists(self, thread_id: str) -> bool:
+        return await asyncio.to_thread(self.sync.thread_exists, thread_id)
 
     async def list_chats(self) -> list[Chat]:
         return await asyncio.to_thread(self.sync.list_chats)

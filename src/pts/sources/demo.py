@@ -3,6 +3,9 @@
 - `echo:TEXT` streams TEXT back verbatim in pieces of 1–4 characters;
 - `fail-after:N:TEXT` streams TEXT exactly as `echo:TEXT` would, then raises
   `DemoSourceError` after N pieces (after the last one if there are fewer);
+- `history:TEXT` streams back, as `echo:` would, the conversation it was given: a line
+  `user: <prompt>` or `assistant: <reply>` per earlier turn (newlines in them as `\n`), then
+  `user: <this prompt>`, so tests see what a real source receives;
 - anything else gets a deterministic English reply of `reply_tokens` tokens: sentences of
   8–30 tokens, paragraphs, now and then a short bulleted list.
 
@@ -21,7 +24,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TypeVar
 
-from pts.sources.base import GenerationRequest
+from pts.sources.base import DEFAULT_HISTORY_BUDGET, GenerationRequest, Turn
 
 DEFAULT_REPLY_TOKENS = 300
 DEFAULT_TOKENS_PER_SECOND = 50.0
@@ -395,8 +398,25 @@ def echo_pieces(text: str) -> list[str]:
     return pieces
 
 
-def demo_script(prompt: str, reply_tokens: int) -> tuple[list[str], int | None]:
+def history_transcript(prompt: str, history: Sequence[Turn]) -> str:
+    """What `history:` streams back: one line per message, each turn's newlines as `\n`."""
+
+    def line(role: str, text: str) -> str:
+        return f"{role}: " + text.replace("\n", "\\n")
+
+    lines: list[str] = []
+    for turn in history:
+        lines += [line("user", turn.prompt), line("assistant", turn.reply)]
+    lines.append(line("user", prompt))
+    return "\n".join(lines)
+
+
+def demo_script(
+    prompt: str, reply_tokens: int, history: Sequence[Turn] = ()
+) -> tuple[list[str], int | None]:
     """What the demo source does for `prompt`: the pieces, and after how many it fails."""
+    if prompt.startswith("history:"):
+        return echo_pieces(history_transcript(prompt, history)), None
     if prompt.startswith("echo:"):
         return echo_pieces(prompt[len("echo:") :]), None
     if match := _FAIL_AFTER.match(prompt):
@@ -406,6 +426,8 @@ def demo_script(prompt: str, reply_tokens: int) -> tuple[list[str], int | None]:
 
 class DemoSource:
     """The demo source, paced at `tokens_per_second` (0 or less: as fast as possible)."""
+
+    history_budget = DEFAULT_HISTORY_BUDGET
 
     def __init__(
         self,
@@ -434,7 +456,7 @@ class DemoSource:
         )
 
     async def __call__(self, request: GenerationRequest) -> AsyncIterator[str]:
-        pieces, fail_after = demo_script(request.prompt, self.reply_tokens)
+        pieces, fail_after = demo_script(request.prompt, self.reply_tokens, request.history)
         rate = self.tokens_per_second
         loop = asyncio.get_running_loop()
         start = loop.time()
