@@ -35,6 +35,7 @@ from pts.config import Settings
 from pts.driver import StreamDriver
 from pts.model import Chat, Stream
 from pts.protocol import Status, is_valid_id, load_json
+from pts.resume import StoredReply
 from pts.sources import GenerationRequest, Source, Turn, aiter_source, history_budget, load_source
 from pts.storage import AsyncStreamStore, StreamStore
 
@@ -300,6 +301,22 @@ class Api:
             payload["error"] = body.error or "unknown error"
         return JSONResponse(payload)
 
+    async def resume(self, request: Request) -> Response:
+        """`GET /streams/{streamId}/events`: the stream as the AI SDK's UI message stream, for
+        `useChat`'s resume: its stored text, the rest as it is persisted, then how it ended.
+        `204` while it is `pending`: nobody drives it, so there is nothing to resume."""
+        stream_id = request.path_params["stream_id"]
+        tail = None
+        if is_valid_id(stream_id):
+            tail = await self.store.read_batches(stream_id)
+        if tail is None:
+            raise HTTPException(404, "unknown stream")
+        if tail.stream.status is Status.PENDING:
+            return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        reply = StoredReply(self.store, stream_id, tail)
+        events = sse.ui_message_stream(stream_id, reply.pieces(), reply.outcome)
+        return StreamingResponse(events, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+
     async def cancel(self, request: Request) -> Response:
         stream = await self._authorized_stream(request, request.path_params["stream_id"])
         if not await self._cancel(stream):
@@ -442,6 +459,7 @@ def create_app(
         Route("/chat-stream", api.drive, methods=["POST"]),
         Route("/streams/{stream_id}", api.get_stream, methods=["GET"]),
         Route("/streams/{stream_id}/cancel", api.cancel, methods=["POST"]),
+        Route("/streams/{stream_id}/events", api.resume, methods=["GET"]),
         # The page's vendored libraries (scripts/vendor-web.sh), shipped inside the package,
         # and the JavaScript client that the page uses (clients/js/src).
         Mount("/static/vendor", StaticFiles(packages=[("pts.web", "vendor")])),
