@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.support import RunningStack
 
 pytestmark = pytest.mark.slow
 
@@ -51,3 +56,25 @@ def test_an_unknown_thread(http: httpx.Client):
     response = http.post("/chats", json={"prompt": "hi", "threadId": "f" * 32})
     assert response.status_code == 404
     assert response.json() == {"error": "unknown thread"}
+
+
+def test_pts_chat_continues_a_thread(local_stack: RunningStack):
+    env = {**os.environ, "PTS_HTTP_URL": local_stack.http_url, "PTS_WS_URL": local_stack.ws_url}
+
+    def pts_chat(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "pts.cli", "chat", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    first = pts_chat("echo:first")
+    thread_id = first.stderr.split(" thread ")[1].split()[0]
+    second = pts_chat("history:", "--thread", thread_id)
+    assert second.stdout == "user: echo:first\nassistant: first\nuser: history:\n"
+    assert f" thread {thread_id}" in second.stderr
