@@ -106,12 +106,11 @@ def _identifier(value: object, name: str) -> str:
 
 
 def _thread_id(value: object) -> str | None:
-    """`threadId` of `POST /chats` or `GET /chats`: absent (None), or a well-formed id."""
+    """`threadId` of `POST /chats` or `GET /chats`: absent or null (None), else a non-empty
+    string (one that breaks the id rule is then looked up as unknown, like any id)."""
     if value is None:
         return None
-    if not isinstance(value, str) or not is_valid_id(value):
-        raise HTTPException(400, "threadId must be the threadId of an earlier chat")
-    return value
+    return _identifier(value, "threadId")
 
 
 def chat_json(chat: Chat) -> dict[str, Any]:
@@ -209,7 +208,9 @@ class Api:
         if not 1 <= size <= MAX_PROMPT_BYTES:
             raise HTTPException(400, f"prompt must be 1 to {MAX_PROMPT_BYTES} bytes of UTF-8")
         thread_id = _thread_id(body.get("threadId"))
-        if thread_id is not None and not await self.store.thread_exists(thread_id):
+        if thread_id is not None and not (
+            is_valid_id(thread_id) and await self.store.thread_exists(thread_id)
+        ):
             raise HTTPException(404, "unknown thread")
         chat, token = await self.store.create_chat(prompt, thread_id=thread_id)
         return JSONResponse(
@@ -244,8 +245,9 @@ class Api:
     async def list_thread(self, request: Request) -> Response:
         """`GET /chats?threadId=…`: one thread's chats, oldest first (none: an empty list)."""
         thread_id = _thread_id(request.query_params["threadId"])
-        assert thread_id is not None
-        chats = await self.store.list_thread(thread_id)
+        chats = []
+        if thread_id is not None and is_valid_id(thread_id):
+            chats = await self.store.list_thread(thread_id)
         return JSONResponse({"chats": [chat_json(c) for c in chats]})
 
     async def _history(self, chat: Chat | None) -> tuple[Turn, ...]:
