@@ -82,6 +82,22 @@ def test_use_chat_reads_a_reply_and_its_clean_finish(
     assert echoed["text"] == prompts[0].removeprefix("echo:")
 
 
+def test_use_chat_holds_a_conversation_in_one_thread(
+    node: str, local_stack: RunningStack, http: httpx.Client
+):
+    prompts = ["echo:Remember: heron.", "echo:And egret.", "history: which birds?"]
+    first, second, third = use_chat(node, local_stack.http_url, "--one-chat", *prompts)
+    assert first["threadId"] == second["threadId"] == third["threadId"]
+    assert third["text"] == (
+        "user: echo:Remember: heron.\nassistant: Remember: heron.\n"
+        "user: echo:And egret.\nassistant: And egret.\n"
+        "user: history: which birds?"
+    )
+    assert third["parts"][-2:] == ["text-end", "finish"]
+    listed = http.get("/chats", params={"threadId": first["threadId"]}).json()["chats"]
+    assert [c["streamId"] for c in listed] == [r["streamId"] for r in (first, second, third)]
+
+
 def test_use_chat_sees_a_failing_source_as_an_error(
     node: str, local_stack: RunningStack, http: httpx.Client
 ):

@@ -40,14 +40,21 @@ class PlainState {
 
 class Chat extends AbstractChat {}
 
+// What the page kept before the reload (docs/protocol.md keeps it in sessionStorage).
+const chatId = "a-chat-after-a-reload";
+const storage = new Map([[`pts:${chatId}`, { streamId }]]);
+const saved = (id) => storage.get(`pts:${id}`) ?? {};
+
 const transport = new RecordingTransport({
   api: `${httpUrl}/chat-stream`,
   // The documented lines: resume the stream this chat was reading.
-  prepareReconnectToStreamRequest: () => ({ api: `${httpUrl}/streams/${streamId}/events` }),
+  prepareReconnectToStreamRequest: ({ id }) => ({
+    api: `${httpUrl}/streams/${saved(id).streamId}/events`,
+  }),
 });
 let finished = null;
 const chat = new Chat({
-  id: "a-chat-after-a-reload",
+  id: chatId,
   transport,
   state: new PlainState(),
   onFinish: ({ isError, isAbort, finishReason }) => { finished = { isError, isAbort, finishReason }; },
