@@ -245,7 +245,7 @@ class Api:
     async def list_thread(self, request: Request) -> Response:
         """`GET /chats?threadId=…`: one thread's chats, oldest first (none: an empty list)."""
         thread_id = _thread_id(request.query_params["threadId"])
-        chats = []
+        chats: list[Chat] = []
         if thread_id is not None and is_valid_id(thread_id):
             chats = await self.store.list_thread(thread_id)
         return JSONResponse({"chats": [chat_json(c) for c in chats]})
