@@ -41,7 +41,7 @@ def test_healthz(http: httpx.Client):
 
 def test_the_quickstart(http: httpx.Client):
     chat = create(http, "Tell me about rivers")
-    assert set(chat) == {"chatId", "streamId", "driveToken"}
+    assert set(chat) == {"chatId", "streamId", "driveToken", "threadId"}
     response = drive(http, chat)
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
