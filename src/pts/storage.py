@@ -188,14 +188,16 @@ class StreamStore:
 
     def list_thread(self, thread_id: str) -> list[Chat]:
         """One thread's chats, oldest first (the `ChatsByThread` index: eventually consistent,
-        so a chat created a moment ago may be missing yet; see `thread_exists`)."""
+        so a chat created a moment ago may be missing yet; see `thread_exists`). Chats made in
+        the same millisecond are ordered by id, the same order every time."""
         pages = self.client.get_paginator("query").paginate(
             TableName=self.table,
             IndexName="ChatsByThread",
             KeyConditionExpression="threadId = :thread",
             ExpressionAttributeValues={":thread": {"S": thread_id}},
         )
-        return [_chat_from_item(deserialize(i)) for page in pages for i in page["Items"]]
+        chats = [_chat_from_item(deserialize(i)) for page in pages for i in page["Items"]]
+        return sorted(chats, key=lambda c: (c.created_at, c.chat_id))
 
     def thread_exists(self, thread_id: str) -> bool:
         """Whether a thread has this id: its first chat, read consistently (a thread's id is

@@ -38,8 +38,7 @@ def earlier_chats(store: StreamStore, chat: Chat) -> list[Chat]:
     if chat.thread_id is None:
         return []
     mine = (chat.created_at, chat.chat_id)
-    earlier = [c for c in store.list_thread(chat.thread_id) if (c.created_at, c.chat_id) < mine]
-    return sorted(earlier, key=lambda c: (c.created_at, c.chat_id))
+    return [c for c in store.list_thread(chat.thread_id) if (c.created_at, c.chat_id) < mine]
 
 
 def history(store: StreamStore, chat: Chat, budget: int) -> tuple[Turn, ...]:
