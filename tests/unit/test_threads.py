@@ -207,3 +207,32 @@ def test_api_null_thread_starts_a_new_one_and_filters_by_any_thread_id(client: T
     assert client.get("/chats", params={"threadId": "not an id"}).json() == {"chats": []}
     bad = client.get("/chats", params={"threadId": ""})
     assert bad.status_code == 400 and bad.json()["error"] == "threadId must be a non-empty string"
+
+
+class Recording:
+    """A source that declares a small history budget and records what it is given."""
+
+    history_budget = 30
+
+    def __init__(self) -> None:
+        self.requests: list[GenerationRequest] = []
+
+    def __call__(self, request: GenerationRequest) -> list[str]:
+        self.requests.append(request)
+        return [f"re: {request.prompt}"]
+
+
+def test_api_gives_the_source_what_fits_its_declared_budget(store: StreamStore):
+    source = Recording()
+    with TestClient(create_app(Settings(), store, source)) as client:
+        first, _ = ask(client, "one")  # reply "re: one": 3 + 7 bytes
+        ask(client, "two", first["threadId"])  # 10 bytes
+        ask(client, "three", first["threadId"])  # 14 bytes
+        ask(client, "four", first["threadId"])
+    assert [r.history for r in source.requests] == [
+        (),
+        (Turn("one", "re: one"),),
+        (Turn("one", "re: one"), Turn("two", "re: two")),
+        (Turn("two", "re: two"), Turn("three", "re: three")),  # 24 of 30 bytes; one is out
+    ]
+    assert all(r.chat_id for r in source.requests)
