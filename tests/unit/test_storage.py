@@ -100,10 +100,10 @@ def test_read_paginates_long_streams(store: StreamStore, dynamodb: Any):
 
 def test_finish_only_from_streaming_and_keeps_error(store: StreamStore):
     chat, _ = store.create_chat("x")
-    assert not store.finish(chat.stream_id, Status.DONE, 0)  # still pending
+    assert not store.finish(chat.stream_id, Status.DONE)  # still pending
     store.claim(chat.stream_id)
-    assert store.finish(chat.stream_id, Status.ERROR, 0, "boom")
-    assert not store.finish(chat.stream_id, Status.DONE, 0)
+    assert store.finish(chat.stream_id, Status.ERROR, "boom")
+    assert not store.finish(chat.stream_id, Status.DONE)
     body = store.read(chat.stream_id)
     assert (body.status, body.error) == (Status.ERROR, "boom")
 
@@ -117,7 +117,7 @@ def test_request_cancel(store: StreamStore):
     assert not store.cancel_requested(live.stream_id)
     assert store.request_cancel(live.stream_id) is Status.STREAMING
     assert store.cancel_requested(live.stream_id)
-    store.finish(live.stream_id, Status.CANCELLED, 0)
+    store.finish(live.stream_id, Status.CANCELLED)
     assert store.request_cancel(live.stream_id) is None
 
 
@@ -138,7 +138,7 @@ def test_time_out_only_a_stream_unchanged_since_it_was_seen(store: StreamStore):
     seen = store.get_stream(chat.stream_id)
     assert not store.time_out(chat.stream_id, Status.PENDING, seen.updated_at)  # wrong status
     assert not store.time_out(chat.stream_id, Status.STREAMING, seen.updated_at - 1)  # moved
-    assert store.time_out(chat.stream_id, Status.STREAMING, seen.updated_at, 0, "no text")
+    assert store.time_out(chat.stream_id, Status.STREAMING, seen.updated_at, "no text")
     body = store.read(chat.stream_id)
     assert (body.status, body.error) == (Status.TIMEOUT, "no text")
     assert list(store.active_streams(Status.STREAMING, 2000)) == []
@@ -151,7 +151,7 @@ def test_active_streams_index_is_sparse(store: StreamStore):
     store.claim(b.stream_id)
     assert [s for s, _ in store.active_streams(Status.PENDING, 2000)] == [a.stream_id]
     assert [s for s, _ in store.active_streams(Status.STREAMING, 2000)] == [b.stream_id]
-    store.finish(b.stream_id, Status.DONE, 0)
+    store.finish(b.stream_id, Status.DONE)
     assert list(store.active_streams(Status.STREAMING, 2000)) == []
 
 

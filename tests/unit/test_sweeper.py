@@ -36,7 +36,7 @@ def test_finished_streams_are_never_touched(store: StreamStore):
     at(store, 1000)
     chat, _ = store.create_chat("x")
     store.claim(chat.stream_id)
-    store.finish(chat.stream_id, Status.DONE, 0)
+    store.finish(chat.stream_id, Status.DONE)
     assert sweep(store, idle_timeout=1, pending_timeout=1, now=99999).checked == 0
     assert store.get_stream(chat.stream_id).status is Status.DONE
 
