@@ -144,12 +144,16 @@ class StreamDriver:
                     logger.exception("closing the source of stream %s", self.stream_id)
 
     async def _watch(self) -> None:
-        """Poll for a cancel request; while nothing was written for a heartbeat interval,
-        show the sweeper this driver is alive (and learn if the stream ended meanwhile)."""
+        """Poll for a cancel request (and an end elsewhere: a delete, the sweeper); while
+        nothing was written for a heartbeat interval, show the sweeper this driver lives."""
         while True:
             await asyncio.sleep(min(self._cancel_poll_interval, self._heartbeat_interval))
             try:
-                if await self.store.cancel_requested(self.stream_id):
+                status, cancel_requested = await self.store.watch(self.stream_id)
+                if status is not Status.STREAMING:
+                    self._stream_ended(f"it is {status or 'deleted'}")
+                    return
+                if cancel_requested:
                     self.cancel()
                     return
                 if time.monotonic() - self._alive_at >= self._heartbeat_interval:

@@ -52,6 +52,7 @@ __all__ = [
     "StorageError",
     "Stream",
     "StreamEnded",
+    "WriteContention",
     "StreamStore",
     "batch_sk",
     "deserialize",
@@ -312,7 +313,7 @@ class StreamStore:
 
     def request_cancel(self, stream_id: str) -> Status | None:
         """Ask the stream to stop: a `pending` one is cancelled at once (`cancel_pending`), a
-        `streaming` one is flagged for its driver, which polls `cancel_requested`.
+        `streaming` one is flagged for its driver, which polls `watch`.
 
         Returns the status the stream now has, or None if it had already ended.
         """
@@ -327,8 +328,9 @@ class StreamStore:
         )
         return Status.STREAMING if flagged else None
 
-    def cancel_requested(self, stream_id: str) -> bool:
-        """Whether someone asked this stream to stop (or it ended under the driver's feet)."""
+    def watch(self, stream_id: str) -> tuple[Status | None, bool]:
+        """What a driver polls for: the stream's status (None once deleted) and whether a
+        cancel was requested. One eventually consistent read of two attributes."""
         response = self.client.get_item(
             TableName=self.table,
             Key=serialize(stream_key(stream_id)),
@@ -337,7 +339,7 @@ class StreamStore:
         )
         item = deserialize(dict(response.get("Item", {})))
         status = item.get("status")
-        return bool(item.get("cancelRequested")) or status is None or Status(status).terminal
+        return (None if status is None else Status(status)), bool(item.get("cancelRequested"))
 
     def _end(
         self,
@@ -500,8 +502,8 @@ class AsyncStreamStore:
     async def request_cancel(self, stream_id: str) -> Status | None:
         return await asyncio.to_thread(self.sync.request_cancel, stream_id)
 
-    async def cancel_requested(self, stream_id: str) -> bool:
-        return await asyncio.to_thread(self.sync.cancel_requested, stream_id)
+    async def watch(self, stream_id: str) -> tuple[Status | None, bool]:
+        return await asyncio.to_thread(self.sync.watch, stream_id)
 
     async def delete_chat(self, chat: Chat) -> None:
         await asyncio.to_thread(self.sync.delete_chat, chat)
