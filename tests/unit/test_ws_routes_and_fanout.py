@@ -167,7 +167,9 @@ def batch_record(stream_id: str, seq: int, text: str, sequence_number: str) -> d
     return stream_record("INSERT", image, sequence_number)
 
 
-def status_record(stream_id: str, status: str, seq: int, sequence_number: str) -> dict[str, Any]:
+def status_record(
+    stream_id: str, status: str, seq: int, sequence_number: str, error: str | None = None
+) -> dict[str, Any]:
     image = {
         "pk": f"STREAM#{stream_id}",
         "sk": "META",
@@ -176,6 +178,8 @@ def status_record(stream_id: str, status: str, seq: int, sequence_number: str) -
         "status": status,
         "seq": seq,
     }
+    if error is not None:
+        image["error"] = error
     return stream_record("MODIFY", image, sequence_number)
 
 
@@ -217,6 +221,28 @@ def test_deltas_and_status_reach_every_viewer_in_order(fanout, subscriptions, co
         ]
     assert connections.received["other"] == [
         {"type": "delta", "streamId": "s2", "seq": 1, "text": "Elsewhere. "}
+    ]
+
+
+def test_a_failed_stream_s_status_carries_its_error(fanout, subscriptions, connections):
+    subscriptions.subscribe("viewer", "s1")
+    subscriptions.subscribe("viewer", "s2")
+    event = {
+        "Records": [
+            status_record("s1", "error", 3, "1", error="model overloaded"),
+            status_record("s2", "timeout", 1, "2", error="no sign of its driver for 120 s"),
+        ]
+    }
+    assert fanout.handle(event) == {"batchItemFailures": []}
+    assert connections.received["viewer"] == [
+        {
+            "type": "status",
+            "streamId": "s1",
+            "status": "error",
+            "seq": 3,
+            "error": "model overloaded",
+        },
+        {"type": "status", "streamId": "s2", "status": "timeout", "seq": 1},  # as GET shows it
     ]
 
 
