@@ -150,17 +150,18 @@ class StreamDriver:
             await asyncio.sleep(min(self._cancel_poll_interval, self._heartbeat_interval))
             try:
                 status, cancel_requested = await self.store.watch(self.stream_id)
-                if status is not Status.STREAMING:
-                    self._stream_ended(f"it is {status or 'deleted'}")
-                    return
+                ended = status is None or status.terminal
+                idle = time.monotonic() - self._alive_at >= self._heartbeat_interval
+                # The poll is an eventually consistent read: an end it shows is confirmed by
+                # the heartbeat, a conditional (so consistent) write.
+                if ended or idle:
+                    if not await self.store.heartbeat(self.stream_id):
+                        self._stream_ended(f"heartbeat refused; it is {status or 'deleted'}")
+                        return
+                    self._alive_at = time.monotonic()
                 if cancel_requested:
                     self.cancel()
                     return
-                if time.monotonic() - self._alive_at >= self._heartbeat_interval:
-                    if not await self.store.heartbeat(self.stream_id):
-                        self._stream_ended("a heartbeat was refused")
-                        return
-                    self._alive_at = time.monotonic()
             except Exception:
                 logger.exception("polling stream %s", self.stream_id)
 

@@ -166,7 +166,7 @@ def test_a_thinking_source_outlives_the_idle_timeout(dev: Dev):
             poller.cancel()
             assert response.status_code == 200
             assert time.monotonic() - started >= 8
-            assert set(seen) == {"streaming"}, seen
+            assert set(seen) <= {"pending", "streaming"}, seen  # never timed out
             body = (await http.get(f"/streams/{chat['streamId']}")).json()
             return response.text, body, await asyncio.wait_for(following, 30)
 

@@ -328,10 +328,10 @@ def test_a_silent_source_gets_heartbeats_a_talking_one_does_not(store: StreamSto
         StreamDriver(
             talking,  # type: ignore[arg-type]
             talking_id,
-            paced([f"{i}. " for i in range(40)], 0.02),
+            paced([f"{i}. " for i in range(80)], 0.02),  # about 1.6 s of steady text
             max_delay=0.02,
             cancel_poll_interval=0.05,
-            heartbeat_interval=0.2,
+            heartbeat_interval=1.0,
         ),
     ]
 
@@ -413,3 +413,26 @@ async def paced_from(source: AsyncIterator[str], interval: float) -> AsyncIterat
             await asyncio.sleep(interval)
     finally:
         await source.aclose()  # type: ignore[attr-defined]
+
+
+def test_a_stale_poll_does_not_stop_a_live_driver(store: StreamStore):
+    """The cancel poll is an eventually consistent read: an end it seems to show is checked
+    with a (consistent) heartbeat before the driver gives up."""
+
+    class Stale(Recording):
+        def watch(self, stream_id: str) -> tuple[Status | None, bool]:
+            return None, False  # as if deleted, while it is not
+
+    stream_id = claimed(store)
+    stale = Stale(store)
+    stall = Stall(["Still ", "here. "], silence=0.5)
+    driver = StreamDriver(
+        stale,  # type: ignore[arg-type]
+        stream_id,
+        stall(),
+        max_delay=0.02,
+        cancel_poll_interval=0.1,
+    )
+    assert asyncio.run(collect(driver)) == "Still here. after the silence"
+    assert stale.heartbeats >= 2
+    assert store.read(stream_id).status is Status.DONE
