@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint format build bench clean
+.PHONY: dev test lint format build bench vendor-web clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,16 +12,32 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# checkov pins its own boto3, so it gets a venv of its own (pyproject.toml: group `checkov`).
+CHECKOV := $(VENV)/checkov/.installed
+$(CHECKOV): pyproject.toml $(STAMP)
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet --upgrade pip
+	$(VENV)/checkov/bin/pip install --quiet --group checkov
+	touch $@
+
 dev: $(STAMP) ## run the whole stack locally (DynamoDB, HTTP, WebSocket, fan-out, sweeper)
 	$(BIN)/pts dev
 
-test: $(STAMP) ## every test: unit, template checks and sam build, integration, browser
+# The JavaScript client's dev dependencies (tsc, React, a DOM), from its lock file.
+JS_MODULES := clients/js/node_modules/.package-lock.json
+
+$(JS_MODULES): clients/js/package-lock.json
+	cd clients/js && npm ci --no-audit --no-fund
+
+test: $(STAMP) $(CHECKOV) $(JS_MODULES) ## every test: unit, template (checkov), sam build, integration (Node too), browser
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/sam validate --lint
 
 format: $(STAMP)
@@ -33,6 +49,9 @@ build: $(STAMP) ## sam build: Lambda artifacts for python3.13 on arm64, no Docke
 
 bench: $(STAMP) ## the reply-2000 workload and its baselines: docs/benchmarks.md, docs/bench/
 	$(BIN)/python -m bench
+
+vendor-web: ## re-vendor the chat page's libraries from npm (pinned in the script), licenses beside them
+	scripts/vendor-web.sh
 
 clean:
 	rm -rf .aws-sam build dist

@@ -1,9 +1,9 @@
-"""`make bench`: the reply-2000 workload (SPEC §9) against the local stack.
+"""`make bench`: the reply-2000 workload against the local stack.
 
 Every figure is measured in the same run as the baseline it is compared with:
 
 - `workload`: the deterministic reply, its paced source and the piece timeline;
-- `metering`: DynamoDB requests and request units, counted with botocore event hooks;
+- `metering`: DynamoDB requests and request units, counted as the local DynamoDB serves them;
 - `baselines`: per-token writes, full-body re-send, HTTP-only (a store that writes nothing);
 - `stats`: percentiles and medians;
 - `harness`: the local stack in a thread, plus the extra apps the baselines need;

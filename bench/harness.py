@@ -1,9 +1,12 @@
 """The local stack for the bench: ephemeral ports, its own thread and event loop.
 
-`BenchStack` starts `pts.local.stack.LocalStack` (the real handlers, moto DynamoDB with
-Streams, the WebSocket gateway and the Streams poller) with the bench's paced source, and can
-serve the same app a second or third time on the same loop with another store
-(`serve_app`): that is how the HTTP-only and injected-latency drivers run beside it.
+`BenchStack` starts `pts.local.stack.LocalStack` (the real handlers, each function in its own
+processes, moto DynamoDB with Streams, the WebSocket gateway and the Streams poller) with the
+bench's paced source, and can serve the same app a second or third time on the same loop with
+another store (`serve_app`): that is how the HTTP-only and injected-latency drivers run
+beside it. What the bench observes, it observes through the stack's seams: the functions'
+invocations (`LocalFunction.observe`), DynamoDB's requests (`LocalDynamoDB.observe`), and
+pausing the stream pollers.
 """
 
 from __future__ import annotations
@@ -12,44 +15,34 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
-import subprocess
 import sys
+import tempfile
 import threading
-import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
-import boto3
 import httpx
 import uvicorn
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from werkzeug.serving import make_server
 
-from bench.workload import PacedSource
+from bench.workload import TIMELINE, PacedSource
 from pts import aws
 from pts.api import create_app
 from pts.config import Settings
-from pts.local.dynamodb import LocalDynamoDB, create_tables, one_request_at_a_time
+from pts.local.functions import Invocation
 from pts.local.stack import LocalStack, StackOptions
-from pts.local.streams import StreamPoller
-from pts.local.template import Template
 from pts.storage import StreamStore
 
 T = TypeVar("T")
 
+ROOT = Path(__file__).resolve().parents[1]
 STACK_ENV = {
-    "PTS_GENERATOR": "bench.workload:make_source",
-    "PTS_SWEEP_INTERVAL_SECONDS": "3600",  # no sweeper noise during a measurement
     "PTS_BATCH_MAX_DELAY_SECONDS": "1",
     "PTS_BATCH_MAX_BYTES": "4096",
 }
+"""Knobs for every function (and the apps `serve_app` adds)."""
 
 
 class _Server(uvicorn.Server):
@@ -63,33 +56,41 @@ class _Server(uvicorn.Server):
 class BenchStack:
     """`start()` → the stack runs in a thread; `run(coro)` runs a coroutine on its loop."""
 
-    def __init__(self, *, moto_in_process: bool = False) -> None:
-        self.moto_in_process = moto_in_process
+    def __init__(self) -> None:
         self.stack: LocalStack | None = None
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._servers: list[tuple[_Server, asyncio.Task[None]]] = []
         self._saved_env: dict[str, str] = {}
-        self._moto: ProcessDynamoDB | None = None
-        self._paused: list[StreamPoller] = []
+        self._timeline: tempfile.TemporaryDirectory[str] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> BenchStack:
         self._saved_env = dict(os.environ)
         os.environ.update(STACK_ENV)
+        # The functions import the paced source from this checkout (as from a layer).
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+        )
         self._thread.start()
+        self._timeline = tempfile.TemporaryDirectory(prefix="bench-timeline-")
+        TIMELINE.share(Path(self._timeline.name))
+        function_env = {
+            "PTS_GENERATOR": "bench.workload:make_source",
+            "PTS_BENCH_TIMELINE_DIR": self._timeline.name,
+        }
         options = StackOptions(
             http_port=0,
             ws_port=0,
-            sweep_interval=3600,
+            sweep_interval=3600,  # no sweeper noise during a measurement
             table_prefix=f"bench{uuid.uuid4().hex[:6]}",
+            function_environment={"StreamFunction": function_env},
         )
         self.stack = LocalStack(options)
-        if not self.moto_in_process:
-            self._moto = ProcessDynamoDB(self.stack.template, prefix=options.table_prefix)
-            self.stack.dynamodb = self._moto
         self.run(self.stack.start())
+        os.environ.update(self.stack.client_environment())
+        aws.client.cache_clear()
         if httpx.get(f"{self.http_url}/healthz", timeout=10).status_code != 200:
             raise RuntimeError("the local stack did not come up")
         return self
@@ -113,8 +114,9 @@ class BenchStack:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
-            if self._moto is not None:
-                self._moto.stop()  # even if the stack did not stop cleanly
+            TIMELINE.share(None)
+            if self._timeline is not None:
+                self._timeline.cleanup()
             os.environ.clear()
             os.environ.update(self._saved_env)
 
@@ -143,29 +145,16 @@ class BenchStack:
         settings = Settings.from_env()
         return StreamStore(settings.table, retention_days=settings.retention_days)
 
-    def dynamodb_client(self) -> Any:
-        """The client every handler in this process shares (what the meter hooks)."""
-        return aws.client("dynamodb")
-
     def pause_fanout(self) -> None:
-        """Stop the Streams pollers. On AWS the fan-out is another function; here it would
-        share the driver's interpreter, which is no part of the driver's own overhead."""
+        """Stop the Streams pollers: the fan-out's work is no part of the driver's overhead,
+        and here it would share the machine's two cores with the driver."""
         assert self.stack is not None
-        for poller in self.stack.pollers:
-            poller.stop()
-        self._paused += self.stack.pollers
-        self.stack.pollers.clear()
+        self.stack.pause_event_sources()
 
     def resume_fanout(self) -> None:
-        """New pollers for the paused mappings, from the stream's end (LATEST)."""
+        """Poll again, from the stream's end (LATEST)."""
         assert self.stack is not None
-        for old in self._paused:
-            poller = StreamPoller(
-                old.mapping, old.invoke, client=old.client, release_iterator=old.release_iterator
-            )
-            poller.start()
-            self.stack.pollers.append(poller)
-        self._paused.clear()
+        self.stack.resume_event_sources()
 
     def serve_app(self, store: Any) -> str:
         """Serve the streaming app once more, with `store`, on this loop; its URL."""
@@ -186,63 +175,8 @@ class BenchStack:
         return self.run(serve())
 
 
-def serve_dynamodb(host: str, port: int) -> None:
-    """moto's server as the local stack runs it (one request at a time), in this process."""
-    app = one_request_at_a_time(DomainDispatcherApplication(create_backend_app))
-    make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler).serve_forever()
-
-
-class ProcessDynamoDB(LocalDynamoDB):
-    """`LocalDynamoDB` with moto's server in a child process.
-
-    On AWS, DynamoDB's work happens elsewhere; in the stack's process every write would cost
-    the streaming app's interpreter lock twice (client and server), and moto's memory (every
-    item and stream record) would grow inside the process being measured.
-    """
-
-    def __init__(self, template: Template, *, prefix: str) -> None:
-        super().__init__(template, prefix=prefix)
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        host = "127.0.0.1"
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            port = probe.getsockname()[1]
-        code = f"from bench.harness import serve_dynamodb; serve_dynamodb({host!r}, {port})"
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        self.endpoint = f"http://{host}:{port}"
-        self._wait_until_up()
-        client = boto3.client("dynamodb", endpoint_url=self.endpoint)
-        self.table_names, self.stream_arns = create_tables(client, self.template, self.prefix)
-
-    def _wait_until_up(self) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError("moto's server exited at start")
-            try:
-                httpx.get(f"{self.endpoint}/moto-api/", timeout=1)
-                return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("moto's server did not start within 30 s")
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-
-
 @dataclass(frozen=True, slots=True)
-class Invocation:
+class FanoutInvocation:
     """One fan-out invocation: when it ran and which batches `(streamId, seq)` it carried."""
 
     started: float
@@ -251,25 +185,19 @@ class Invocation:
 
 
 class FanoutProbe:
-    """Times every invocation the local Streams pollers make (`time.monotonic()`)."""
+    """Times every invocation of the fan-out function (`time.monotonic()`, from handing the
+    event to its sandbox to its answer)."""
 
     def __init__(self) -> None:
-        self.invocations: list[Invocation] = []
+        self.invocations: list[FanoutInvocation] = []
 
-    def attach(self, stack: LocalStack) -> FanoutProbe:
-        for poller in stack.pollers:
-            poller.invoke = self._timed(poller.invoke)
+    def attach(self, stack: LocalStack, name: str = "FanoutFunction") -> FanoutProbe:
+        stack.functions[name].observe(self._record)
         return self
 
-    def _timed(self, invoke: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
-        def timed(event: dict[str, Any]) -> Any:
-            started = time.monotonic()
-            try:
-                return invoke(event)
-            finally:
-                self.invocations.append(Invocation(started, time.monotonic(), _batches(event)))
-
-        return timed
+    def _record(self, invocation: Invocation) -> None:
+        batches = _batches(invocation.event)
+        self.invocations.append(FanoutInvocation(invocation.started, invocation.ended, batches))
 
     def started(self, stream_id: str, seq: int) -> float | None:
         """When the first invocation carrying batch `seq` of `stream_id` started."""
@@ -279,7 +207,7 @@ class FanoutProbe:
         return None
 
 
-def _batches(event: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+def _batches(event: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
     found = []
     for record in event.get("Records", []):
         image = record.get("dynamodb", {}).get("NewImage", {})
@@ -289,17 +217,7 @@ def _batches(event: dict[str, Any]) -> tuple[tuple[str, int], ...]:
 
 
 def time_websocket_function(stack: LocalStack, name: str = "WebSocketFunction") -> list[float]:
-    """Wrap the gateway's invoker of `name`; the returned list fills with durations (s)."""
+    """The returned list fills with the durations (s) of `name`'s invocations."""
     durations: list[float] = []
-    assert stack.gateway is not None
-    invoke = stack.gateway.functions[name]
-
-    def timed(event: dict[str, Any]) -> Any:
-        started = time.monotonic()
-        try:
-            return invoke(event)
-        finally:
-            durations.append(time.monotonic() - started)
-
-    stack.gateway.functions[name] = timed  # type: ignore[index]
+    stack.functions[name].observe(lambda done: durations.append(done.ended - done.started))
     return durations

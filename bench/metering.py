@@ -1,8 +1,9 @@
-"""DynamoDB requests and request units, counted on the shared boto3 client.
+"""DynamoDB requests and request units, counted where they are served, or on a boto3 client.
 
-`DynamoMeter` hooks botocore's events on the client every handler uses (`pts.aws.client`),
-so it sees exactly the calls the code makes: `before-parameter-build` keeps each call's
-parameters, `after-call` tallies the call with the response.
+`DynamoMeter.record` tallies one request with its response: the local DynamoDB shows it every
+request of every function (`LocalDynamoDB.observe(meter.record)`). `attach()` instead hooks
+botocore's events on one client (`before-parameter-build` keeps each call's parameters,
+`after-call` tallies the call with the response).
 
 moto reports no real consumed capacity, so units follow DynamoDB's on-demand rules from the
 item sizes (`item_size`): a write costs one WRU per KB of the item (two in a transaction), a
@@ -111,11 +112,12 @@ class Usage:
 
 
 class DynamoMeter:
-    """Counts the DynamoDB calls of one boto3 client; `reset()` between measurements."""
+    """Counts DynamoDB requests (`record`, or a boto3 client's calls once `attach`ed);
+    `reset()` between measurements."""
 
     def __init__(
         self,
-        client: Any,
+        client: Any = None,
         tables: Mapping[str, str] | None = None,
         full_item_bytes: Mapping[str, int] | None = None,
     ) -> None:
@@ -159,12 +161,17 @@ class DynamoMeter:
         context["bench_params"] = dict(params)
 
     def _tally(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        params = context.get("bench_params", {})
+        self.record(model.name, context.get("bench_params", {}), parsed)
+
+    def record(
+        self, operation: str, params: Mapping[str, Any], response: Mapping[str, Any]
+    ) -> None:
+        """Tally one request (`operation` as `PutItem`; wire-format params and response)."""
         index = params.get("IndexName")
-        for table, items, units in self.charges(model.name, params, parsed):
+        for table, items, units in self.charges(operation, params, response):
             name = self.tables.get(table, table) + (f"/{index}" if index else "")
             with self._lock:
-                self._usage[(name, model.name)].add(items, units)
+                self._usage[(name, operation)].add(items, units)
 
     # -- pricing one call --------------------------------------------------------------
 

@@ -139,7 +139,7 @@ def table(results: dict[str, Any]) -> str:
         f"{_n(results['driver_chunk_latency_p99_ms_slow_writes'], 2)} | {_n(http_p99, 2)} "
         f"(HTTP-only) | {_x(drv['persisted_slow_writes']['p99_vs_http_only'])} "
         f"(95% CI {_ci(drv['persisted_slow_writes']['p99_vs_http_only_ci95'])}) | |",
-        f"| driver p99 (ms), fan-out in the same process (local only) | "
+        f"| driver p99 (ms), fan-out running on the same cores (local only) | "
         f"{_n(results['driver_chunk_latency_p99_ms_fanout_in_process'], 2)} | {_n(http_p99, 2)} "
         f"(HTTP-only) | {_x(drv['persisted_fanout_in_process']['p99_vs_http_only'])} | |",
         f"| response end after the last piece (ms): final batch and status | "

@@ -35,7 +35,7 @@ class Plan:
     viewer_runs: dict[int, int] = field(default_factory=lambda: {1: 3, 100: 2})
     headline_viewers: int = 1
     """Whose bytes and lag are the headline: one viewer, so that the local fan-out (which
-    shares the driver's interpreter) does not slow the writes and so merge batches."""
+    shares the driver's two cores) does not slow the writes and so merge batches."""
     many_viewers: int = 1000
     many_viewers_tokens: int = 300
     fanout_trials: int = 3
@@ -82,9 +82,8 @@ def measure(plan: Plan) -> dict[str, Any]:
     sub_bytes = subscription_item_bytes()
     try:
         assert stack.stack is not None
-        meter = DynamoMeter(
-            stack.dynamodb_client(), stack.tables, {"ConnectionsTable": sub_bytes}
-        ).attach()
+        meter = DynamoMeter(tables=stack.tables, full_item_bytes={"ConnectionsTable": sub_bytes})
+        stack.stack.dynamodb.observe(meter.record)
         probe = FanoutProbe().attach(stack.stack)
         websocket_durations = time_websocket_function(stack.stack)
         bench = scenarios.Bench(stack, load, meter, probe, workload, plan.runs)
@@ -108,7 +107,8 @@ def measure(plan: Plan) -> dict[str, Any]:
             viewers.update(scenarios.measure_viewers(bench, {count: (runs, workload)}))
             viewers[str(count)]["websocket_function_ms"] = median(websocket_durations) * 1000
         # The WebSocket function's time with one viewer: with a hundred subscribing at once,
-        # local threads wait for one interpreter, which Lambda's instances do not share.
+        # local sandboxes (at most `StackOptions.max_sandboxes`) share two cores, which
+        # Lambda's instances do not.
         websocket_ms = viewers[str(plan.headline_viewers)]["websocket_function_ms"]
         logger.info("viewers done at %.0f s", time.monotonic() - started)
         concurrency = scenarios.measure_concurrency(bench, plan.streams, plan.viewers_per_stream)

@@ -131,7 +131,7 @@ def warm_up(bench: Bench) -> None:
 
 
 DRIVER_VARIANTS = {
-    # variant: (app, fan-out running in this process)
+    # variant: (app, fan-out running meanwhile: its own processes, the same cores)
     "http_only": ("http_only", False),
     "persisted": ("persisted", False),
     "persisted_slow_writes": ("persisted_slow_writes", False),

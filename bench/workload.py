@@ -1,10 +1,12 @@
-"""The reply-2000 workload (SPEC §9): a deterministic English reply, streamed at a fixed rate.
+"""The reply-2000 workload: a deterministic English reply, streamed at a fixed rate.
 
 The text is `pts.sources.demo.demo_reply_tokens(seed, tokens)`, one token per piece. The
 bench plugs `PacedSource` into the streaming app (`PTS_GENERATOR=bench.workload:make_source`);
 the prompt says which workload to stream, so one stack serves every length and rate. The
 source stamps each piece (`time.monotonic()`, one clock for every process on the machine)
-the moment it leaves the generator: all latencies are measured from there.
+the moment it leaves the generator: all latencies are measured from there. The streaming
+function runs in a process of its own, so the stamps go through files in a directory both
+see (`PTS_BENCH_TIMELINE_DIR`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 from pts.sources import GenerationRequest
 from pts.sources.demo import demo_reply_tokens
@@ -70,21 +73,43 @@ class Workload:
 
 
 class Timeline:
-    """When each piece of each stream left the generator: `(end byte offset, monotonic s)`."""
+    """When each piece of each stream left the generator: `(end byte offset, monotonic s)`.
 
-    def __init__(self) -> None:
+    In memory, or, once `share(directory)` is called, one file per stream in `directory`,
+    so that a source in another process records where this one reads."""
+
+    def __init__(self, directory: Path | None = None) -> None:
         self._lock = threading.Lock()
         self._streams: dict[str, list[tuple[int, float]]] = {}
+        self.directory = directory
+
+    def share(self, directory: Path | None) -> None:
+        self.directory = directory
+
+    def _file(self, stream_id: str) -> Path:
+        assert self.directory is not None
+        return self.directory / stream_id.replace("/", "_")
 
     def record(self, stream_id: str, end: int, at: float) -> None:
+        if self.directory is not None:
+            with self._file(stream_id).open("a") as file:
+                file.write(f"{end} {at!r}\n")
+            return
         with self._lock:
             self._streams.setdefault(stream_id, []).append((end, at))
 
     def of(self, stream_id: str) -> list[tuple[int, float]]:
+        if self.directory is not None:
+            path = self._file(stream_id)
+            lines = path.read_text().splitlines() if path.exists() else []
+            return [(int(end), float(at)) for end, at in (line.split() for line in lines)]
         with self._lock:
             return list(self._streams.get(stream_id, ()))
 
     def clear(self) -> None:
+        if self.directory is not None:
+            for path in self.directory.iterdir():
+                path.unlink()
         with self._lock:
             self._streams.clear()
 
@@ -115,5 +140,6 @@ class PacedSource:
 
 
 def make_source(env: Mapping[str, str]) -> PacedSource:
-    """`PTS_GENERATOR=bench.workload:make_source`."""
-    return PacedSource()
+    """`PTS_GENERATOR=bench.workload:make_source` (with `PTS_BENCH_TIMELINE_DIR`, shared)."""
+    directory = env.get("PTS_BENCH_TIMELINE_DIR")
+    return PacedSource(Timeline(Path(directory)) if directory else TIMELINE)

@@ -1,4 +1,5 @@
-"""The whole local stack, in-process on ephemeral ports, for tests that need it running."""
+"""The whole local stack on ephemeral ports (its services in a thread here, each function in
+processes of its own), for tests that need it running."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from pts import aws
 from pts.local.stack import LocalStack, StackOptions
 
 # Short, fast demo replies and batches.
@@ -29,10 +31,12 @@ class RunningStack:
 
 
 @contextmanager
-def running_stack() -> Iterator[RunningStack]:
-    """Start the stack in a thread of its own; stop it and restore the environment after."""
+def running_stack(environment: dict[str, str] | None = None) -> Iterator[RunningStack]:
+    """Start the stack in a thread of its own, point this process's clients at it (its
+    `client_environment()`); stop it and restore the environment after. `environment`
+    adds knobs (`PTS_*`) on top of `TEST_ENVIRONMENT`."""
     saved = dict(os.environ)
-    os.environ.update(TEST_ENVIRONMENT)
+    os.environ.update({**TEST_ENVIRONMENT, **(environment or {})})
     options = StackOptions(
         http_port=0, ws_port=0, sweep_interval=0.5, table_prefix=f"t{uuid.uuid4().hex[:8]}"
     )
@@ -59,9 +63,14 @@ def running_stack() -> Iterator[RunningStack]:
     try:
         if errors:
             raise errors[0]
+        os.environ.update(stack.client_environment())
+        aws.client.cache_clear()
+        aws.session.cache_clear()
         yield RunningStack(stack, stack.http_url, stack.ws_url, loop)
     finally:
         loop.call_soon_threadsafe(stopped.set)
         thread.join(30)
         os.environ.clear()
         os.environ.update(saved)
+        aws.client.cache_clear()
+        aws.session.cache_clear()

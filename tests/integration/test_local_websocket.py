@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from typing import Any
 
 import boto3
@@ -23,8 +22,10 @@ def test_the_stack_serves_the_websocket_api_on_a_real_port(local_stack: RunningS
     stack = local_stack.stack
     assert local_stack.ws_url.startswith("ws://127.0.0.1:")
     assert not local_stack.ws_url.endswith(":0")
-    assert os.environ["PTS_WS_URL"] == local_stack.ws_url
-    assert os.environ["PTS_WS_MANAGEMENT_URL"] == stack.ws_management_url
+    websocket, fanout = stack.functions["WebSocketFunction"], stack.functions["FanoutFunction"]
+    assert websocket.env["PTS_WS_MANAGEMENT_URL"] == stack.ws_management_url
+    assert fanout.env["PTS_WS_MANAGEMENT_URL"] == stack.ws_management_url
+    assert stack.web_functions["StreamFunction"].env["PTS_WS_URL"] == local_stack.ws_url
     assert stack.ws_management_url.endswith("/live")
     assert [poller.mapping.function_id for poller in stack.pollers] == ["FanoutFunction"]
 

@@ -191,20 +191,40 @@ def test_stream_function_runs_the_app_under_lambda_web_adapter(
 ) -> None:
     function = transformed["Resources"]["StreamFunction"]["Properties"]
     assert function["Handler"] == "run.sh"
-    adapter = [
-        layer["Fn::Sub"]
-        for layer in function["Layers"]
-        if "Fn::Sub" in layer and "LambdaAdapterLayerArm64" in layer["Fn::Sub"]
-    ]
+    # AWS's published layer unless WebAdapterLayerArn names one (other partitions, regions).
+    published = "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:27"
+    adapter = [layer["Fn::If"] for layer in function["Layers"] if "Fn::If" in layer]
     assert adapter == [
-        "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:27"
+        ["HasWebAdapterLayerArn", {"Ref": "WebAdapterLayerArn"}, {"Fn::Sub": published}]
     ]
+    assert transformed["Conditions"]["HasWebAdapterLayerArn"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "WebAdapterLayerArn"}, ""]}]
+    }
     env = function["Environment"]["Variables"]
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/healthz"
     assert env["PTS_TABLE"] == {"Ref": "StreamsTable"}
-    assert function["Timeout"] >= 300
+
+
+def test_stream_function_timeout_and_concurrency_are_parameters(
+    transformed: dict[str, Any],
+) -> None:
+    function = transformed["Resources"]["StreamFunction"]["Properties"]
+    assert function["Timeout"] == {"Ref": "StreamTimeoutSeconds"}
+    timeout = transformed["Parameters"]["StreamTimeoutSeconds"]
+    assert (timeout["Default"], timeout["MaxValue"]) == (300, 900)  # Lambda's maximum
+    assert function["ReservedConcurrentExecutions"] == {
+        "Fn::If": [
+            "ReserveStreamConcurrency",
+            {"Ref": "StreamReservedConcurrency"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    # Unreserved by default: reserving fails in accounts whose concurrency limit is low.
+    assert transformed["Parameters"]["StreamReservedConcurrency"]["Default"] == ""
+    unreserved = transformed["Conditions"]["ReserveStreamConcurrency"]["Fn::Not"][0]["Fn::Or"]
+    assert {c["Fn::Equals"][1] for c in unreserved} == {"", "0"}
 
 
 def test_function_url_streams_and_leaves_cors_to_the_app(transformed: dict[str, Any]) -> None:
@@ -305,7 +325,124 @@ def test_only_the_stream_function_may_call_bedrock_and_only_when_chosen(
         for policy in transformed["Resources"]["StreamFunctionRole"]["Properties"]["Policies"]
         if "Fn::If" in policy
     ]
-    assert conditional == ["UseBedrock"]
+    assert conditional == ["UseBedrock", "HasOpenAIApiKeySecret", "HasOpenAIApiKeyParameter"]
+
+
+def test_the_openai_key_is_read_from_its_one_secret_or_parameter(
+    transformed: dict[str, Any],
+) -> None:
+    """The key is never a parameter: the function gets where it is stored, and may read that
+    one secret (or parameter) only, only when one is named."""
+    env = transformed["Resources"]["StreamFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["PTS_OPENAI_BASE_URL"] == {"Ref": "OpenAIBaseUrl"}
+    assert env["PTS_OPENAI_MODEL"] == {"Ref": "OpenAIModel"}
+    assert env["PTS_OPENAI_API_KEY_SECRET"] == {"Ref": "OpenAIApiKeySecretArn"}
+    assert env["PTS_OPENAI_API_KEY_PARAMETER"] == {"Ref": "OpenAIApiKeyParameterName"}
+    assert not any("KEY" in name and "OPENAI" in name for name in transformed["Parameters"])
+    granted = {}
+    for role in of_type(transformed, "AWS::IAM::Role"):
+        for policy in transformed["Resources"][role]["Properties"].get("Policies", []):
+            condition, then, _ = policy.get("Fn::If", (None, policy, None))
+            for statement in then["PolicyDocument"]["Statement"]:
+                for action in as_list(statement["Action"]):
+                    if action.startswith(("secretsmanager:", "ssm:")):
+                        granted[action] = (role, condition, statement["Resource"])
+    parameter_arn = (
+        "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}"
+        ":parameter${OpenAIApiKeyParameterName}"
+    )
+    assert granted == {
+        "secretsmanager:GetSecretValue": (
+            "StreamFunctionRole",
+            "HasOpenAIApiKeySecret",
+            {"Ref": "OpenAIApiKeySecretArn"},
+        ),
+        "ssm:GetParameter": (
+            "StreamFunctionRole",
+            "HasOpenAIApiKeyParameter",
+            {"Fn::Sub": parameter_arn},
+        ),
+    }
+    parameters = transformed["Parameters"]
+    secret = parameters["OpenAIApiKeySecretArn"]["AllowedPattern"]
+    assert re.fullmatch(secret, "")
+    assert re.fullmatch(
+        secret, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pts/ok-Ab12Cd"
+    )
+    assert not re.fullmatch(secret, "sk-proj-abc123")  # a key pasted by mistake
+    assert re.fullmatch(parameters["OpenAIApiKeyParameterName"]["AllowedPattern"], "/pts/key")
+    # Naming both is refused at deploy time, not by a function that cannot start.
+    (rule,) = transformed["Rules"]["OneOpenAIApiKeyStore"]["Assertions"]
+    either = {e["Fn::Equals"][0]["Ref"] for e in rule["Assert"]["Fn::Or"]}
+    assert either == {"OpenAIApiKeySecretArn", "OpenAIApiKeyParameterName"}
+
+
+# -- operations ---------------------------------------------------------------------------
+
+
+def test_streams_table_has_point_in_time_recovery(transformed: dict[str, Any]) -> None:
+    table = transformed["Resources"]["StreamsTable"]
+    assert table["DeletionPolicy"] == "Retain"
+    assert table["Properties"]["PointInTimeRecoverySpecification"] == {
+        "PointInTimeRecoveryEnabled": True
+    }
+
+
+def test_every_function_is_traced_and_logs_to_its_own_expiring_group(
+    transformed: dict[str, Any],
+) -> None:
+    groups = of_type(transformed, "AWS::Logs::LogGroup")
+    for name, function in of_type(transformed, "AWS::Lambda::Function").items():
+        assert function["TracingConfig"] == {"Mode": "Active"}, name
+        assert function["LoggingConfig"]["LogGroup"] == {"Ref": f"{name}LogGroup"}, name
+        assert groups.pop(f"{name}LogGroup") == {"RetentionInDays": {"Ref": "LogRetentionDays"}}
+    assert not groups
+    assert transformed["Parameters"]["LogRetentionDays"]["Default"] == 30
+
+
+ALARMS = {
+    # alarm: (namespace, metric, dimension value)
+    "FanoutErrorsAlarm": ("AWS/Lambda", "Errors", {"Ref": "FanoutFunction"}),
+    "FanoutIteratorAgeAlarm": ("AWS/Lambda", "IteratorAge", {"Ref": "FanoutFunction"}),
+    "FanoutFailureQueueAlarm": (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        {"Fn::GetAtt": ["FanoutFailureQueue", "QueueName"]},
+    ),
+    "StreamErrorsAlarm": ("AWS/Lambda", "Errors", {"Ref": "StreamFunction"}),
+    "StreamThrottlesAlarm": ("AWS/Lambda", "Throttles", {"Ref": "StreamFunction"}),
+}
+
+
+def test_alarms_watch_the_fanout_the_failure_queue_and_the_stream_function(
+    transformed: dict[str, Any],
+) -> None:
+    alarms = of_type(transformed, "AWS::CloudWatch::Alarm")
+    assert set(alarms) == set(ALARMS)
+    notify = {"Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}
+    for name, (namespace, metric, dimension) in ALARMS.items():
+        alarm = alarms[name]
+        assert (alarm["Namespace"], alarm["MetricName"]) == (namespace, metric), name
+        assert [d["Value"] for d in alarm["Dimensions"]] == [dimension], name
+        assert alarm["TreatMissingData"] == "notBreaching", name
+        assert alarm["AlarmActions"] == alarm["OKActions"] == notify, name
+    # The fan-out gives records up at MaximumRecordAgeInSeconds: warn well before.
+    mapping = only(transformed, "AWS::Lambda::EventSourceMapping")
+    age = alarms["FanoutIteratorAgeAlarm"]
+    assert age["Threshold"] < mapping["MaximumRecordAgeInSeconds"] * 1000
+
+
+def test_the_alarm_topic_exists_only_with_an_email(transformed: dict[str, Any]) -> None:
+    topic = transformed["Resources"]["AlarmTopic"]
+    assert topic["Condition"] == "HasAlarmEmail"
+    assert topic["Properties"]["Subscription"] == [
+        {"Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}
+    ]
+    assert transformed["Conditions"]["HasAlarmEmail"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]
+    }
+    assert transformed["Parameters"]["AlarmEmail"]["Default"] == ""
+    assert transformed["Outputs"]["AlarmTopicArn"]["Condition"] == "HasAlarmEmail"
 
 
 # -- what a user needs next ----------------------------------------------------------------

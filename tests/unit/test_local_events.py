@@ -29,12 +29,12 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 from websockets.asyncio.client import connect
 
+from pts.local.apigateway_websocket import WebSocketApi
 from pts.local.dynamodb import LocalDynamoDB
+from pts.local.event_source_mapping import EventSourceMapping, StreamPoller
 from pts.local.gateway import LocalGateway
 from pts.local.stack import scheduled_event
-from pts.local.streams import EventSourceMapping, StreamPoller
 from pts.local.template import Template
-from pts.local.websocket_api import WebSocketApi
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 # Maps whose keys are data, not structure: compared by the types of their values only.
@@ -78,7 +78,7 @@ def test_every_function_event_kind_has_a_sample():
 @pytest.fixture(scope="module")
 def gateway_events(template: Template) -> dict[str, dict[str, Any]]:
     """What the local gateway hands the template's WebSocket function for one session."""
-    (api,) = WebSocketApi.all_from(template)
+    api = WebSocketApi.from_template(template)
     events: dict[str, dict[str, Any]] = {}
 
     def function(event: dict[str, Any]) -> dict[str, int]:

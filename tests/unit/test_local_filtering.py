@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from pts.local.event_source_mapping import EventSourceMapping
 from pts.local.filtering import FilterPattern, passes
-from pts.local.streams import EventSourceMapping
 from pts.local.template import Template
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"

@@ -7,16 +7,15 @@ import json
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from pts.local.apigateway_websocket import RouteSelector, WebSocketApi
 from pts.local.gateway import LocalGateway
 from pts.local.template import Template
-from pts.local.websocket_api import RouteSelector, WebSocketApi
 
 ALL_ROUTES = ("$connect", "$disconnect", "subscribe", "unsubscribe", "$default")
 API = WebSocketApi("Api", "$request.body.action", "live", dict.fromkeys(ALL_ROUTES, "Fn"))
@@ -59,42 +58,12 @@ def run_gateway(
 
 
 def test_the_templates_api_routes_every_key_to_its_function(template: Template):
-    (api,) = WebSocketApi.all_from(template)
+    api = WebSocketApi.from_template(template)
     assert api.logical_id == "WebSocketApi"
     assert api.route_selection_expression == "$request.body.action"
     assert api.stage == "live"
     assert dict(api.routes) == dict.fromkeys(ALL_ROUTES, "WebSocketFunction")
     assert len(api.api_id) == 10 and api.api_id.isalnum() and api.api_id.islower()
-
-
-def test_raw_api_gateway_v2_resources_are_read_too(tmp_path: Path):
-    (tmp_path / "template.yaml").write_text(
-        """
-Resources:
-  Fn:
-    Type: AWS::Serverless::Function
-    Properties: {CodeUri: fn/, Handler: app.handler}
-  Api:
-    Type: AWS::ApiGatewayV2::Api
-    Properties: {ProtocolType: WEBSOCKET, RouteSelectionExpression: $request.body.type}
-  Integration:
-    Type: AWS::ApiGatewayV2::Integration
-    Properties:
-      ApiId: !Ref Api
-      IntegrationType: AWS_PROXY
-      IntegrationUri: !Sub >-
-        arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Fn.Arn}/invocations
-  Hello:
-    Type: AWS::ApiGatewayV2::Route
-    Properties: {ApiId: !Ref Api, RouteKey: hello, Target: !Sub "integrations/${Integration}"}
-  Stage:
-    Type: AWS::ApiGatewayV2::Stage
-    Properties: {ApiId: !Ref Api, StageName: prod}
-"""
-    )
-    (api,) = WebSocketApi.all_from(Template(tmp_path / "template.yaml"))
-    assert (api.route_selection_expression, api.stage) == ("$request.body.type", "prod")
-    assert dict(api.routes) == {"hello": "Fn"}
 
 
 @pytest.mark.parametrize(

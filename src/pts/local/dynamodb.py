@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import boto3
@@ -59,15 +61,34 @@ def create_tables(
     return names, stream_arns
 
 
-def one_request_at_a_time(app: Any) -> Any:
+Observer = Callable[[str, dict[str, Any], dict[str, Any]], None]
+"""Called with each DynamoDB request served: operation, request and response (parsed JSON)."""
+
+
+def one_request_at_a_time(app: Any, observers: Sequence[Observer] = ()) -> Any:
     """moto's backends are not thread-safe: two conditional writes racing in its threaded
     server could both succeed, and index queries can fail mid-write. DynamoDB applies each
-    request atomically; serializing requests gives the local stack the same guarantee."""
+    request atomically; serializing requests gives the local stack the same guarantee.
+
+    With `observers` (a list that may fill later), each DynamoDB (not Streams) request is
+    shown to them once answered."""
     lock = threading.Lock()
 
     def serialized(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not observers or not target.startswith("DynamoDB_"):
+            with lock:
+                return list(app(environ, start_response))
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
         with lock:
-            return list(app(environ, start_response))
+            answer = list(app(environ, start_response))
+        operation = target.rpartition(".")[2]
+        request, response = json.loads(body or b"{}"), json.loads(b"".join(answer) or b"{}")
+        for observer in list(observers):
+            observer(operation, request, response)
+        return answer
 
     return serialized
 
@@ -83,11 +104,19 @@ class LocalDynamoDB:
         """Logical id in the template → local table name."""
         self.stream_arns: dict[str, str] = {}
         self.endpoint = ""
+        self._observers: list[Observer] = []
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
+    def observe(self, observer: Observer) -> None:
+        """Show every DynamoDB request to `observer` (in the serving thread, after the
+        answer): how the benchmark counts what every function asks of DynamoDB."""
+        self._observers.append(observer)
+
     def start(self) -> None:
-        app = one_request_at_a_time(DomainDispatcherApplication(create_backend_app))
+        app = one_request_at_a_time(
+            DomainDispatcherApplication(create_backend_app), self._observers
+        )
         self._server = make_server(
             "127.0.0.1", self.port, app, threaded=True, request_handler=MotoRequestHandler
         )

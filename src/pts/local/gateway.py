@@ -39,8 +39,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from pts.local.connections import ConnectionRegistry, LiveConnection
-from pts.local.websocket_api import (
+from pts.local.apigateway_websocket import (
     CONNECT,
     DISCONNECT,
     ConnectionInfo,
@@ -49,6 +48,7 @@ from pts.local.websocket_api import (
     WebSocketApi,
     api_gateway_id,
 )
+from pts.local.connections_endpoint import ConnectionRegistry, LiveConnection
 
 logger = logging.getLogger(__name__)
 logging.getLogger("websockets.server").setLevel(logging.WARNING)  # a line per connection

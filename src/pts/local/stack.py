@@ -1,47 +1,64 @@
 """`make dev`: the whole stack on 127.0.0.1, running the very handlers Lambda runs.
 
 - DynamoDB with Streams: moto's server, tables created from `template.yaml`;
-- the streaming function: the same ASGI app, under uvicorn instead of Lambda Web Adapter;
+- each function in execution environments of its own (`functions`): the streaming function's
+  `run.sh` (uvicorn, as Lambda Web Adapter starts it) on `PTS_HTTP_PORT`, the others in
+  sandbox processes invoked with Lambda's events;
 - the WebSocket API: `gateway` on `PTS_WS_PORT` invokes each route's function with API
-  Gateway's events, and `connections` serves `@connections` for the handlers' boto3 client;
-- the DynamoDB stream triggers: a `streams` poller per mapping invokes its function with
-  Lambda's DynamoDB events;
+  Gateway's events, and `connections_endpoint` serves `@connections` for the handlers;
+- the DynamoDB stream triggers: an `event_source_mapping` poller per mapping invokes its
+  function with Lambda's DynamoDB events;
 - the scheduled sweeper: its handler, invoked with EventBridge's event every
   `PTS_SWEEP_INTERVAL_SECONDS`.
 
-Every function gets the environment the template gives it, with `Ref`s resolved to the local
-resources and the WebSocket API's `wss://`/`https://` URLs to the local gateway and
-`@connections` endpoint; the `PTS_*` knobs of the caller's environment win over the
-template's defaults.
+Each function sees only its own environment, as on Lambda (`function_environment`): the
+variables the template gives it (and Globals), resolved locally (`Ref`s to the local tables,
+the WebSocket API's `wss://`/`https://` URLs to the local gateway and `@connections`), then
+Lambda's reserved variables, local credentials and the local endpoints. The caller's `PTS_*`
+and `POWERTOOLS_*` knobs beat the template's literal and parameter values, and reach every
+function even when the template does not declare them (unlike AWS, where only the template
+sets a function's environment: they are how a developer tunes `make dev`, e.g. the demo
+source's pace); the stack's own knobs (ports, sweep interval) are not passed on, and a
+variable that names a local resource always names the local one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
+import socket
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import uvicorn
-
 from pts import aws
-from pts.api import create_app
-from pts.local.connections import ConnectionRegistry, ManagementEndpoint
+from pts.local.apigateway_websocket import WebSocketApi
+from pts.local.connections_endpoint import ConnectionRegistry, ManagementEndpoint
 from pts.local.dynamodb import LocalDynamoDB
-from pts.local.functions import LocalFunction
+from pts.local.event_source_mapping import (
+    EventSourceMapping,
+    StreamPoller,
+    release_moto_iterator,
+)
+from pts.local.functions import REGION, LocalFunction, WebFunction, lambda_environment
 from pts.local.gateway import LocalGateway
 from pts.local.intrinsics import refers_to
-from pts.local.streams import EventSourceMapping, StreamPoller, release_moto_iterator
-from pts.local.template import Template
-from pts.local.websocket_api import WebSocketApi
+from pts.local.template import Function, Template
 
 logger = logging.getLogger("pts.local")
+
+STACK_KNOBS = frozenset({"PTS_HTTP_PORT", "PTS_WS_PORT", "PTS_SWEEP_INTERVAL_SECONDS"})
+"""The stack's own settings: read here, never passed to a function."""
+
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+}
 
 
 @dataclass(frozen=True)  # no slots: from_env reads the class-level defaults
@@ -51,6 +68,12 @@ class StackOptions:
     sweep_interval: float = 60.0
     host: str = "127.0.0.1"
     table_prefix: str = "pts-local"
+    function_environment: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Extra variables by function logical id, over everything but Lambda's reserved ones."""
+    max_sandboxes: int = 4
+    """Concurrent execution environments per function (invocations beyond wait)."""
+    connections_post_delay: float = 0.0
+    """Seconds the `@connections` endpoint waits before each POST (a slow API Gateway)."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StackOptions:
@@ -62,12 +85,12 @@ class StackOptions:
         )
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn without its own signal handling: the stack stops its parts in order."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+def _free_port(host: str) -> int:
+    """A port nothing listens on now, for a process that binds it itself (`run.sh`)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def scheduled_event(rule_arn: str, now: datetime | None = None) -> dict[str, Any]:
@@ -88,18 +111,26 @@ def scheduled_event(rule_arn: str, now: datetime | None = None) -> dict[str, Any
 
 
 class LocalStack:
-    """Start with `await start()`, stop with `await stop()`; or `run()` until a signal."""
+    """Start with `await start()`, stop with `await stop()`; or `run()` until a signal.
+
+    Seams for tests and the benchmark: `functions` (each `LocalFunction.observe`s its
+    invocations), `dynamodb.observe` (every request the local DynamoDB serves),
+    `pause_event_sources`/`resume_event_sources`, `client_environment()`, and the options
+    `function_environment` and `connections_post_delay`.
+    """
 
     def __init__(self, options: StackOptions | None = None, template: Template | None = None):
         self.options = options or StackOptions.from_env()
         self.template = template or Template()
         self.dynamodb = LocalDynamoDB(self.template, prefix=self.options.table_prefix)
         self.functions: dict[str, LocalFunction] = {}
+        """The invoked functions (sandbox pools), by logical id."""
+        self.web_functions: dict[str, WebFunction] = {}
+        """The Lambda Web Adapter functions (the streaming app), by logical id."""
         self.gateway: LocalGateway | None = None
         self.management: ManagementEndpoint | None = None
         self.pollers: list[StreamPoller] = []
-        self._invokers: dict[str, Callable[[dict[str, Any]], Any]] = {}
-        self._http: _Uvicorn | None = None
+        self._paused: list[StreamPoller] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self.http_url = ""
         self.ws_url = ""
@@ -107,21 +138,34 @@ class LocalStack:
 
     # -- environment -------------------------------------------------------------------
 
-    def _environment(self, overrides: dict[str, str]) -> dict[str, str]:
-        """What the template sets for its functions, resolved locally, then the overrides."""
+    def function_environment(self, function: Function, **local: str) -> dict[str, str]:
+        """Everything `function`'s processes see (the rule is in the module's docstring);
+        `local`: variables the stack sets for this function (its `PORT`)."""
         refs = {**self.template.parameter_defaults(), **self.dynamodb.table_names}
-        env: dict[str, str] = {}
-        for function in self.template.functions().values():
-            for name, value in function.environment.items():
-                resolved = self.template.resolve(value, refs)
-                if resolved is None:
-                    resolved = self._websocket_url(value)
-                if resolved is not None:
-                    env[name] = resolved
-        # The caller's knobs (PTS_GENERATOR, PTS_DEMO_*, timeouts …) beat template defaults.
-        env.update({k: v for k, v in os.environ.items() if k.startswith(("PTS_", "POWERTOOLS_"))})
-        env.update(overrides)
-        return env
+        variables: dict[str, str] = {}
+        resources: dict[str, str] = {}
+        for name, value in function.environment.items():
+            url = self._websocket_url(value)
+            if url is not None:
+                resources[name] = url
+            elif isinstance(value, dict) and value.get("Ref") in self.dynamodb.table_names:
+                resources[name] = self.dynamodb.table_names[value["Ref"]]
+            elif (resolved := self.template.resolve(value, refs)) is not None:
+                variables[name] = resolved
+        knobs = {
+            name: value
+            for name, value in os.environ.items()
+            if name.startswith(("PTS_", "POWERTOOLS_")) and name not in STACK_KNOBS
+        }
+        endpoints = {
+            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb.endpoint,
+            "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": self.dynamodb.endpoint,
+        }
+        extra = self.options.function_environment.get(function.logical_id, {})
+        return lambda_environment(
+            function,
+            {**variables, **knobs, **resources, **local, **LOCAL_CREDENTIALS, **endpoints, **extra},
+        )
 
     def _websocket_url(self, value: Any) -> str | None:
         """The local stand-in for a `!Sub wss://${Api}…` (clients) or `https://${Api}…`
@@ -136,80 +180,93 @@ class LocalStack:
             return self.ws_management_url
         return None
 
+    def client_environment(self) -> dict[str, str]:
+        """What a client of the local stack (a test, the benchmark, `pts` commands) sets to
+        reach its resources: credentials, endpoints, table names and URLs."""
+        return {
+            **LOCAL_CREDENTIALS,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb.endpoint,
+            "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": self.dynamodb.endpoint,
+            "PTS_TABLE": self.dynamodb.table_names.get("StreamsTable", ""),
+            "PTS_CONNECTIONS_TABLE": self.dynamodb.table_names.get("ConnectionsTable", ""),
+            "PTS_HTTP_URL": self.http_url,
+            "PTS_WS_URL": self.ws_url,
+            "PTS_WS_MANAGEMENT_URL": self.ws_management_url,
+        }
+
     @staticmethod
     def _use_local_credentials() -> None:
-        """Never reach a real account from the local stack."""
-        os.environ.update(
-            {
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_SESSION_TOKEN": "local",
-                "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-            }
-        )
+        """The stack's own clients (table creation, stream polling) never reach a real
+        account either."""
+        os.environ.update(LOCAL_CREDENTIALS)
+        os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
         os.environ.pop("AWS_PROFILE", None)
-
-    def _configure_process(self) -> None:
-        endpoint = self.dynamodb.endpoint
-        os.environ.update(
-            {
-                "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
-                "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": endpoint,
-            }
-        )
-        os.environ.update(
-            self._environment(
-                {
-                    "PTS_TABLE": self.dynamodb.table_names.get("StreamsTable", ""),
-                    "PTS_CONNECTIONS_TABLE": self.dynamodb.table_names.get("ConnectionsTable", ""),
-                    "PTS_WS_URL": self.ws_url,
-                    "PTS_WS_MANAGEMENT_URL": self.ws_management_url,
-                }
-            )
-        )
         aws.client.cache_clear()
         aws.session.cache_clear()
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """DynamoDB, then the sockets (so every URL is known before any function loads), the
-        functions with their environment, and the services that invoke them."""
+        """DynamoDB, then the sockets (so every URL is known before any function starts),
+        the functions with their environment, and the services that invoke them."""
         self._use_local_credentials()
         await asyncio.to_thread(self.dynamodb.start)
         self._bind_websocket()
-        self._configure_process()
-        self.functions = {
-            name: LocalFunction(function)
-            for name, function in self.template.functions().items()
-            if function.handler.endswith(".handler") and (function.code_uri / "app.py").exists()
-        }
-        self._invokers.update({name: local.invoke for name, local in self.functions.items()})
-        await self._start_http()
+        await self._start_functions()
         await self._start_websocket()
         await self._start_streams()
         self._schedule_functions()
         logger.info("HTTP API and chat page: %s", self.http_url)
 
+    async def _start_functions(self) -> None:
+        """A warm sandbox per function (init errors surface now) and the web functions,
+        all at once."""
+        starting = []
+        for name, function in self.template.functions().items():
+            if WebFunction.runs(function):
+                port = self.options.http_port or _free_port(self.options.host)
+                web = WebFunction(function, self.function_environment(function, PORT=str(port)))
+                self.web_functions[name] = web
+                starting.append(asyncio.to_thread(web.start))
+            elif (function.code_uri / f"{function.handler.rpartition('.')[0]}.py").exists():
+                local = LocalFunction(
+                    function,
+                    self.function_environment(function),
+                    max_sandboxes=self.options.max_sandboxes,
+                )
+                self.functions[name] = local
+                starting.append(asyncio.to_thread(local.warm))
+            else:
+                logger.warning("%s: no handler %s in %s", name, function.handler, function.code_uri)
+        await asyncio.gather(*starting)
+        if self.web_functions:
+            self.http_url = next(iter(self.web_functions.values())).url
+
     def _bind_websocket(self) -> None:
-        apis = WebSocketApi.all_from(self.template)
-        if not apis:
+        api = WebSocketApi.from_template(self.template)
+        if api is None:
             return
-        if len(apis) > 1:
-            logger.warning("only the first WebSocket API (%s) runs locally", apis[0].logical_id)
         registry = ConnectionRegistry()
         host = self.options.host
-        self.management = ManagementEndpoint(registry, host=host)
+        self.management = ManagementEndpoint(
+            registry, host=host, post_delay=self.options.connections_post_delay
+        )
         self.gateway = LocalGateway(
-            apis[0], self._invokers, host=host, port=self.options.ws_port, registry=registry
+            api,
+            {},  # filled once the functions are up
+            host=host,
+            port=self.options.ws_port,
+            registry=registry,
         )
         self.ws_url = self.gateway.url
-        self.ws_management_url = self.management.url(apis[0].stage)
+        self.ws_management_url = self.management.url(api.stage)
 
     async def _start_websocket(self) -> None:
         if self.gateway is None or self.management is None:
             return
-        missing = set(self.gateway.api.routes.values()) - set(self._invokers)
+        self.gateway.functions = {name: local.invoke for name, local in self.functions.items()}
+        missing = set(self.gateway.api.routes.values()) - set(self.functions)
         if missing:
             logger.warning("WebSocket routes to functions that did not load: %s", missing)
         await self.management.start()
@@ -228,30 +285,30 @@ class LocalStack:
             self.pollers.append(poller)
             logger.info("%s polls %s", mapping.name, mapping.stream_arn)
 
-    async def _start_http(self) -> None:
-        config = uvicorn.Config(
-            create_app(),
-            host=self.options.host,
-            port=self.options.http_port,
-            log_level="warning",
-            lifespan="on",
-            timeout_graceful_shutdown=10,
-        )
-        self._http = _Uvicorn(config)
-        self._tasks.append(asyncio.create_task(self._http.serve(), name="http"))
-        while not self._http.started:
-            if self._tasks[-1].done():
-                self._tasks[-1].result()  # raises why it could not start
-            await asyncio.sleep(0.02)
-        port = self._http.servers[0].sockets[0].getsockname()[1]
-        self.http_url = f"http://{self.options.host}:{port}"
+    def pause_event_sources(self) -> None:
+        """Stop every stream poller (as disabling the mappings would)."""
+        for poller in self.pollers:
+            poller.stop()
+        self._paused += self.pollers
+        self.pollers = []
+
+    def resume_event_sources(self) -> None:
+        """Poll again, from each stream's end (LATEST): unlike a re-enabled mapping on AWS,
+        which resumes at its checkpoint, what was written meanwhile is never delivered."""
+        for old in self._paused:
+            poller = StreamPoller(
+                old.mapping, old.invoke, client=old.client, release_iterator=old.release_iterator
+            )
+            poller.start()
+            self.pollers.append(poller)
+        self._paused = []
 
     def _schedule_functions(self) -> None:
         """Run each function with a `Schedule` event every `sweep_interval` seconds."""
         for name, local in self.functions.items():
             for event_id, event in local.function.events.items():
                 if event.get("Type") == "Schedule":
-                    arn = f"arn:aws:events:us-east-1:000000000000:rule/{name}-{event_id}"
+                    arn = f"arn:aws:events:{REGION}:000000000000:rule/{name}-{event_id}"
                     self._tasks.append(
                         asyncio.create_task(self._every(self.options.sweep_interval, local, arn))
                     )
@@ -263,26 +320,34 @@ class LocalStack:
             try:
                 await asyncio.to_thread(local.invoke, scheduled_event(rule_arn))
             except Exception:
-                logger.exception("scheduled %s failed", local.function.logical_id)
+                logger.exception("scheduled %s failed", local.name)
+
+    @property
+    def pids(self) -> dict[str, list[int]]:
+        """The live processes of every function, by logical id."""
+        pids = {name: function.pids for name, function in self.functions.items()}
+        pids.update({name: web.pids for name, web in self.web_functions.items()})
+        return pids
 
     async def stop(self) -> None:
-        """Everything that invokes functions first, DynamoDB last; safe after a failed start."""
+        """Everything that invokes functions first, then the functions' processes, DynamoDB
+        last; safe after a failed start."""
         for poller in self.pollers:
             await asyncio.to_thread(poller.stop)
         self.pollers.clear()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
         if self.gateway is not None:
             # 1001 to every viewer; no $disconnect: the in-memory tables go away with us, and
             # a thousand viewers' clean-ups would hold up Ctrl-C for seconds.
             await self.gateway.stop(disconnect_events=False)
+        for local in self.functions.values():
+            local.close()
         if self.management is not None:
             await self.management.stop()
-        if self._http is not None:
-            self._http.should_exit = True
-        for task in self._tasks:
-            if task.get_name() != "http":
-                task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await asyncio.gather(*(asyncio.to_thread(web.stop) for web in self.web_functions.values()))
         if self.dynamodb.endpoint:
             await asyncio.to_thread(self.dynamodb.stop)
 

@@ -30,8 +30,12 @@ def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
             value = value.split(".", 1)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
-    else:
+    elif isinstance(node, yaml.MappingNode):
         value = loader.construct_mapping(node, deep=True)
+    else:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"unexpected !{suffix}", node.start_mark
+        )
     return {name: value}
 
 
@@ -45,6 +49,9 @@ class Function:
     handler: str
     environment: Mapping[str, Any]
     events: Mapping[str, Any]
+    memory_size: int = 128
+    timeout: int = 3
+    """Seconds; Lambda's defaults for both when neither the function nor Globals say."""
 
 
 class Template:
@@ -84,8 +91,17 @@ class Template:
                 handler=props.get("Handler", defaults.get("Handler", "")),
                 environment=env,
                 events=props.get("Events", {}),
+                memory_size=self._number(props.get("MemorySize", defaults.get("MemorySize", 128))),
+                timeout=self._number(props.get("Timeout", defaults.get("Timeout", 3))),
             )
         return functions
+
+    def _number(self, value: Any) -> int:
+        """A numeric property, which may be a `Ref` to a parameter (its default, locally)."""
+        resolved = self.resolve(value, self.parameter_defaults())
+        if resolved is None:
+            raise ValueError(f"cannot resolve {value!r} locally")
+        return int(resolved)
 
     def resolve(self, value: Any, refs: Mapping[str, str]) -> str | None:
         """A value with `Ref`s resolved from `refs`; None if it needs anything else."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 from typing import Any
 
@@ -13,14 +14,14 @@ from botocore.config import Config
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from pts.local.connections import (
+from pts.local.apigateway_websocket import ConnectionInfo, WebSocketApi
+from pts.local.connections_endpoint import (
     ConnectionRegistry,
     LiveConnection,
     ManagementApi,
     ManagementEndpoint,
 )
 from pts.local.gateway import LocalGateway
-from pts.local.websocket_api import ConnectionInfo, WebSocketApi
 
 API = WebSocketApi("Api", "$request.body.action", "live", {"$connect": "Fn", "$disconnect": "Fn"})
 
@@ -136,6 +137,29 @@ def test_the_path_boto3_builds_is_understood(path: bytes, status: int):
     reply = asyncio.run(ManagementApi(registry).handle("POST", path, b"hi"))
     assert reply.status == status
     assert socket.sent == (["hi"] if status == 200 else [])
+
+
+def test_posts_can_be_slowed_down_and_failed_for_tests():
+    registry = ConnectionRegistry()
+    socket = FakeSocket()
+    registry.add(LiveConnection(ConnectionInfo("a", "127.0.0.1"), socket))
+    registry.add(LiveConnection(ConnectionInfo("b", "127.0.0.1"), socket))
+    api = ManagementApi(registry, post_delay=0.2)
+    api.fault = lambda connection_id, data: 500 if connection_id == "b" else None
+
+    async def main() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                api.handle("POST", b"/live/@connections/a", b"to a"),
+                api.handle("POST", b"/live/@connections/b", b"to b"),
+            )
+        )
+
+    started = time.monotonic()
+    delivered, failed = asyncio.run(main())
+    assert 0.2 <= time.monotonic() - started < 1  # each waits, concurrently
+    assert delivered.status == 200 and socket.sent == ["to a"]
+    assert (failed.status, failed.error_type) == (500, "InternalServerErrorException")
 
 
 def test_an_idle_keep_alive_connection_does_not_hold_up_stop():

@@ -1,9 +1,8 @@
 """Lambda's DynamoDB Streams event source mapping, on moto's `dynamodbstreams`.
 
-For each `DynamoDB` event of a function in `template.yaml` (or a raw
-`AWS::Lambda::EventSourceMapping`), a poller reads the table's stream through boto3, shapes
-the records as Lambda does (`events/dynamodb-stream-batch.json`), drops those the
-`FilterCriteria` reject, and invokes the function with batches of `BatchSize`, honouring
+For each `DynamoDB` event of a function in `template.yaml`, a poller reads the table's stream
+through boto3, shapes the records as Lambda does (`events/dynamodb-stream-batch.json`), drops
+those the `FilterCriteria` reject, and invokes the function with batches of `BatchSize`, honouring
 `StartingPosition`, `MaximumBatchingWindowInSeconds`, `ReportBatchItemFailures`,
 `BisectBatchOnFunctionError`, `MaximumRetryAttempts` and `MaximumRecordAgeInSeconds`.
 Records that exhaust their retries, or grow too old, go to the on-failure "destination": a
@@ -37,7 +36,7 @@ from botocore.exceptions import ClientError
 
 from pts import aws
 from pts.local.filtering import FilterPattern, passes
-from pts.local.intrinsics import attribute_of, function_ids
+from pts.local.intrinsics import attribute_of
 from pts.local.template import Template
 
 logger = logging.getLogger(__name__)
@@ -84,8 +83,7 @@ class EventSourceMapping:
     ) -> list[EventSourceMapping]:
         """The template's DynamoDB event sources; `stream_arns`: table logical id → stream ARN."""
         mappings = []
-        functions = template.functions()
-        for function_id, function in functions.items():
+        for function_id, function in template.functions().items():
             for event_id, event in function.events.items():
                 if event.get("Type") == "DynamoDB":
                     props = event.get("Properties", {})
@@ -95,11 +93,6 @@ class EventSourceMapping:
                         mappings.append(cls.from_properties(function_id, name, arn, props))
                     else:
                         logger.warning("%s: no local stream for %s", name, props.get("Stream"))
-        for name, props in template.of_type("AWS::Lambda::EventSourceMapping").items():
-            targets = function_ids(props.get("FunctionName"), functions)
-            arn = _stream_arn(props.get("EventSourceArn"), stream_arns)
-            if targets and arn:
-                mappings.append(cls.from_properties(targets.pop(), name, arn, props))
         return mappings
 
     @classmethod
@@ -225,7 +218,7 @@ class _Shard:
 
 def retry_delay(retries: int) -> float:
     """Seconds before retry number `retries + 1`: 0.1, 0.2, 0.4, 0.8, then 1."""
-    return min(1.0, 0.1 * 2**retries)
+    return min(1.0, 0.1 * 2.0**retries)
 
 
 class StreamPoller:
@@ -436,7 +429,8 @@ class StreamPoller:
         if limit < 0:
             return batch
         oldest_allowed = time.time() - limit
-        fresh, expired = [], []
+        fresh: list[dict[str, Any]] = []
+        expired: list[dict[str, Any]] = []
         for record in batch:
             too_old = record["dynamodb"]["ApproximateCreationDateTime"] < oldest_allowed
             (expired if too_old else fresh).append(record)

@@ -14,14 +14,14 @@ import asyncio
 import json
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import unquote
 
 from websockets.exceptions import ConnectionClosed
 
-from pts.local.websocket_api import ConnectionInfo
+from pts.local.apigateway_websocket import ConnectionInfo
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,11 @@ class Reply(NamedTuple):
     """JSON-able, or None for an empty body."""
 
 
+_ERROR_TYPES = {
+    400: "BadRequestException",
+    429: "LimitExceededException",
+    500: "InternalServerErrorException",
+}
 _GONE = Reply(410, "GoneException", {"message": None})
 _FORBIDDEN = Reply(403, "ForbiddenException", {"message": "Forbidden"})
 
@@ -87,8 +92,13 @@ _FORBIDDEN = Reply(403, "ForbiddenException", {"message": "Forbidden"})
 class ManagementApi:
     """`/@connections/{id}` and `/{stage}/@connections/{id}` over the registry, sans HTTP."""
 
-    def __init__(self, registry: ConnectionRegistry) -> None:
+    def __init__(self, registry: ConnectionRegistry, *, post_delay: float = 0.0) -> None:
         self.registry = registry
+        self.post_delay = post_delay
+        """Seconds each POST waits first: API Gateway under load, for tests and the bench."""
+        self.fault: Callable[[str, bytes], int | None] | None = None
+        """Tests' hook: given a POST's connection id and data, an error status to answer
+        instead (400, 429 or 500, with API Gateway's error type), or None to deliver."""
         self._closing: set[asyncio.Task[None]] = set()
 
     async def handle(self, method: str, raw_path: bytes, body: bytes) -> Reply:
@@ -108,6 +118,10 @@ class ManagementApi:
     async def _post(self, connection_id: str, data: bytes) -> Reply:
         if len(data) > MAX_POST_BYTES:
             return Reply(413, "PayloadTooLargeException", {"message": "Request entity too large"})
+        if self.post_delay:
+            await asyncio.sleep(self.post_delay)
+        if self.fault is not None and (status := self.fault(connection_id, data)) is not None:
+            return Reply(status, _ERROR_TYPES.get(status, "InternalServerErrorException"))
         connection = self.registry.get(connection_id)
         if connection is None:
             return _GONE
@@ -175,8 +189,15 @@ class ManagementEndpoint:
     a `Content-Length` body (or none).
     """
 
-    def __init__(self, registry: ConnectionRegistry, *, host: str = "127.0.0.1", port: int = 0):
-        self.api = ManagementApi(registry)
+    def __init__(
+        self,
+        registry: ConnectionRegistry,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        post_delay: float = 0.0,
+    ):
+        self.api = ManagementApi(registry, post_delay=post_delay)
         self.host = host
         self._socket = socket.create_server((host, port))
         self.port: int = self._socket.getsockname()[1]

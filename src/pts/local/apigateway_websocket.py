@@ -1,7 +1,7 @@
 """What API Gateway does for a WebSocket API of `template.yaml`, minus the network.
 
-The API and its routes come from the template (an `AWS::Serverless::WebSocketApi`'s `Routes`,
-or raw `AWS::ApiGatewayV2::Api`/`Route`/`Integration`), routes are selected with the API's own
+The API and its routes come from the template (its `AWS::Serverless::WebSocketApi`'s
+`Routes`), routes are selected with the API's own
 `RouteSelectionExpression`, and the Lambda proxy integration events are shaped as AWS shapes
 them (see `events/websocket-*.json`). `gateway` puts this on a socket.
 """
@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pts.local.intrinsics import function_ids, refers_to
+from pts.local.intrinsics import function_ids
 from pts.local.template import Template
 
 CONNECT, DISCONNECT, DEFAULT = "$connect", "$disconnect", "$default"
@@ -63,55 +63,23 @@ class WebSocketApi:
         return "".join(chars)
 
     @classmethod
-    def all_from(cls, template: Template) -> list[WebSocketApi]:
-        """Every WebSocket API in the template, SAM or raw ApiGatewayV2."""
-        refs = template.parameter_defaults()
+    def from_template(cls, template: Template) -> WebSocketApi | None:
+        """The template's `AWS::Serverless::WebSocketApi` (it declares at most one)."""
+        apis = template.of_type("AWS::Serverless::WebSocketApi")
+        if len(apis) > 1:
+            raise ValueError(f"the local stack emulates one WebSocket API, not {sorted(apis)}")
+        if not apis:
+            return None
+        ((name, props),) = apis.items()
         functions = template.functions()
-        apis = []
-        for name, props in template.of_type("AWS::Serverless::WebSocketApi").items():
-            routes = {}
-            for key, spec in props.get("Routes", {}).items():
-                targets = function_ids(spec.get("FunctionArn"), functions)
-                if targets:
-                    routes[key] = targets.pop()
-            stage = template.resolve(props.get("StageName", SAM_DEFAULT_STAGE), refs)
-            apis.append(cls(name, props["RouteSelectionExpression"], stage or "local", routes))
-        for name, props in template.of_type("AWS::ApiGatewayV2::Api").items():
-            if props.get("ProtocolType") != "WEBSOCKET":
-                continue
-            apis.append(cls._raw(template, name, props, functions, refs))
-        return apis
-
-    @classmethod
-    def _raw(
-        cls,
-        template: Template,
-        name: str,
-        props: dict[str, Any],
-        functions: Mapping[str, Any],
-        refs: Mapping[str, str],
-    ) -> WebSocketApi:
-        integrations = {
-            integration_id: function_ids(integration.get("IntegrationUri"), functions)
-            for integration_id, integration in template.of_type(
-                "AWS::ApiGatewayV2::Integration"
-            ).items()
-            if refers_to(integration.get("ApiId"), name)
-        }
         routes = {}
-        for route in template.of_type("AWS::ApiGatewayV2::Route").values():
-            if not refers_to(route.get("ApiId"), name):
-                continue
-            for integration_id, targets in integrations.items():
-                if targets and refers_to(route.get("Target"), integration_id):
-                    routes[route["RouteKey"]] = next(iter(targets))
-        stages = [
-            template.resolve(stage.get("StageName"), refs)
-            for stage in template.of_type("AWS::ApiGatewayV2::Stage").values()
-            if refers_to(stage.get("ApiId"), name)
-        ]
-        stage = next((s for s in stages if s), "local")
-        return cls(name, props["RouteSelectionExpression"], stage, routes)
+        for key, spec in props.get("Routes", {}).items():
+            targets = function_ids(spec.get("FunctionArn"), functions)
+            if targets:
+                routes[key] = targets.pop()
+        refs = template.parameter_defaults()
+        stage = template.resolve(props.get("StageName", SAM_DEFAULT_STAGE), refs)
+        return cls(name, props["RouteSelectionExpression"], stage or SAM_DEFAULT_STAGE, routes)
 
 
 class RouteSelector:
@@ -150,7 +118,7 @@ class RouteSelector:
             return None
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON to API Gateway either: `$default`
             return None
         selected = []
         for part in self._parts:
@@ -245,9 +213,10 @@ class EventFactory:
         context = self._context(route_key, "MESSAGE", connection, now)
         context = {"routeKey": route_key, "messageId": api_gateway_id(), **context}
         binary = isinstance(data, bytes)
+        body = base64.b64encode(data).decode() if isinstance(data, bytes) else data
         return {
             "requestContext": context,
-            "body": base64.b64encode(data).decode() if binary else data,
+            "body": body,
             "isBase64Encoded": binary,
         }
 

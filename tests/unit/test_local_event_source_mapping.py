@@ -22,7 +22,12 @@ from aws_lambda_powertools.utilities.parser.models import (
 from moto.dynamodbstreams.models import dynamodbstreams_backends
 
 from pts.local.dynamodb import LocalDynamoDB
-from pts.local.streams import EventSourceMapping, StreamPoller, lambda_record, release_moto_iterator
+from pts.local.event_source_mapping import (
+    EventSourceMapping,
+    StreamPoller,
+    lambda_record,
+    release_moto_iterator,
+)
 from pts.local.template import Template
 
 ARN = "arn:aws:dynamodb:eu-west-1:111122223333:table/T/stream/2024-12-01T09:00:00.000"
