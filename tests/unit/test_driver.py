@@ -315,7 +315,7 @@ class Recording:
 def test_a_silent_source_gets_heartbeats_a_talking_one_does_not(store: StreamStore):
     silent_id, talking_id = claimed(store), claimed(store)
     silent, talking = Recording(store), Recording(store)
-    stall = Stall(["Hm. "], silence=1.2)
+    stall = Stall(["Hm. "], silence=2.0)
     drivers = [
         StreamDriver(
             silent,  # type: ignore[arg-type]
@@ -339,7 +339,7 @@ def test_a_silent_source_gets_heartbeats_a_talking_one_does_not(store: StreamSto
         await asyncio.gather(*(collect(d) for d in drivers))
 
     asyncio.run(run())
-    assert silent.heartbeats >= 3  # 1.2 s of silence, one every 0.2 s
+    assert silent.heartbeats >= 3  # 2 s of silence, one every 0.2 s (fewer under load)
     assert talking.heartbeats == 0  # every batch is a sign of life already
     assert store.read(silent_id).text == "Hm. after the silence"
 
