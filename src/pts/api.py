@@ -277,6 +277,7 @@ class Api:
             aiter_source(self.source, request_),
             max_delay=self.settings.batch_max_delay,
             max_bytes=self.settings.batch_max_bytes,
+            heartbeat_interval=self.settings.idle_timeout / 4,
         )
         self.drivers[stream_id] = driver
         task = driver.start()
@@ -335,10 +336,14 @@ class Api:
         if chat is None:
             raise HTTPException(404, "unknown chat")
         stream = await self._authorized_stream(request, chat.stream_id, missing="chat")
+        # A live stream ends first (viewers get `cancelled`); once it has ended, nothing its
+        # driver may still try to write is stored, so the delete cannot leave an orphan.
         if not stream.status.terminal and await self._cancel(stream):
             await self._wait_until_ended(stream)
         await self.store.delete_chat(chat)
-        return Response(status_code=204)
+        # Not an empty 204: an empty streamed body through Lambda Web Adapter can hang until
+        # the function times out.
+        return JSONResponse({"deleted": chat.chat_id})
 
     # -- cancelling --------------------------------------------------------------------
 
@@ -362,8 +367,9 @@ class Api:
             if current is None or current.status.terminal:
                 return
             await asyncio.sleep(0.1)
-        # Its driver is gone (a crashed instance): end the stream on its behalf.
-        await self.store.finish(stream.stream_id, Status.CANCELLED, stream.seq)
+        # Its driver is gone (a crashed instance): end the stream on its behalf. Should the
+        # driver be merely frozen, what it writes when it thaws is refused.
+        await self.store.finish(stream.stream_id, Status.CANCELLED)
 
     async def shutdown(self) -> None:
         """Stop live streams cleanly: each is flushed and stored as `cancelled`."""

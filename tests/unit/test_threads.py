@@ -133,8 +133,8 @@ def test_history_directive_streams_back_what_it_was_given():
         "user: history: and now?"
     )
     assert history_transcript("history: and now?", history) == expected
-    pieces, fail_after = demo_script("history: and now?", 10, history)
-    assert "".join(pieces) == expected and fail_after is None
+    script = demo_script("history: and now?", 10, history)
+    assert "".join(script.pieces) == expected and script.fail_after is None
     assert "".join(demo_script("history:", 10)[0]) == "user: history:"
 
 
