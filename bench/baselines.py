@@ -17,9 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import count, repeat
 from typing import Any
 
 from bench.metering import DynamoMeter, Tally, Usage
@@ -33,16 +31,14 @@ WEBSOCKET_BILLING_UNIT = 32 * 1024
 # -- per-token writes ------------------------------------------------------------------
 
 
-def replay_per_token(store: StreamStore, pieces: Sequence[str], workers: int = 1) -> str:
-    """Persist `pieces` one write each, as a per-token persister would; the stream id.
-
-    `workers` > 1 issues the appends concurrently: the same requests, sooner.
-    """
+def replay_per_token(store: StreamStore, pieces: Sequence[str]) -> str:
+    """Persist `pieces` one write each, in order (a stream takes only its next batch), as a
+    per-token persister would; the stream id."""
     chat, _ = store.create_chat("per-token baseline")
     store.claim(chat.stream_id)
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(store.append, repeat(chat.stream_id), count(1), pieces))
-    store.finish(chat.stream_id, Status.DONE, len(pieces))
+    for seq, piece in enumerate(pieces, start=1):
+        store.append(chat.stream_id, seq, piece)
+    store.finish(chat.stream_id, Status.DONE)
     return chat.stream_id
 
 
