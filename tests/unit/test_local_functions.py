@@ -181,7 +181,7 @@ def test_each_template_function_gets_only_its_own_variables(monkeypatch):
     assert "AWS_LAMBDA_EXEC_WRAPPER" not in fanout and "PTS_CORS_ORIGINS" not in fanout
     assert stream["AWS_LAMBDA_FUNCTION_NAME"] == "StreamFunction"
     assert fanout["AWS_LAMBDA_FUNCTION_NAME"] == "FanoutFunction"
-    assert fanout["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512"
+    assert fanout["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "1769"  # template.yaml: one vCPU
     assert stream["PTS_GENERATOR"] == "echo"
     assert "PTS_BEDROCK_MODEL_ID" in stream and "PTS_BEDROCK_MODEL_ID" not in fanout
     assert stream["PTS_TABLE"] == fanout["PTS_TABLE"] == "local-streams"
