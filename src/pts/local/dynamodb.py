@@ -6,10 +6,12 @@ import io
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import boto3
+from moto.dynamodbstreams.models import dynamodbstreams_backends
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -17,6 +19,8 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
+from pts.local import moto_fixes
+from pts.local.moto_fixes import trim_streams
 from pts.local.template import Template
 
 logger = logging.getLogger(__name__)
@@ -65,20 +69,34 @@ Observer = Callable[[str, dict[str, Any], dict[str, Any]], None]
 """Called with each DynamoDB request served: operation, request and response (parsed JSON)."""
 
 
-def one_request_at_a_time(app: Any, observers: Sequence[Observer] = ()) -> Any:
+TRIM_INTERVAL = 1.0
+"""Seconds between trims of the stream records every reader has read (`moto_fixes`)."""
+
+
+def one_request_at_a_time(
+    app: Any, observers: Sequence[Observer] = (), lock: threading.Lock | None = None
+) -> Any:
     """moto's backends are not thread-safe: two conditional writes racing in its threaded
     server could both succeed, and index queries can fail mid-write. DynamoDB applies each
-    request atomically; serializing requests gives the local stack the same guarantee.
+    request atomically; serializing requests (with `lock`) gives the local stack the same
+    guarantee.
 
     With `observers` (a list that may fill later), each DynamoDB (not Streams) request is
-    shown to them once answered."""
-    lock = threading.Lock()
+    shown to them once answered. After a Streams `GetRecords`, at most once a second, the
+    records every reader has passed are dropped."""
+    lock = lock or threading.Lock()
+    last_trim = 0.0
 
     def serialized(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        nonlocal last_trim
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if not observers or not target.startswith("DynamoDB_"):
             with lock:
-                return list(app(environ, start_response))
+                answer = list(app(environ, start_response))
+                if target.endswith(".GetRecords") and time.monotonic() - last_trim > TRIM_INTERVAL:
+                    last_trim = time.monotonic()
+                    trim_streams(dynamodbstreams_backends)
+                return answer
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)
@@ -114,6 +132,7 @@ class LocalDynamoDB:
         self._observers.append(observer)
 
     def start(self) -> None:
+        moto_fixes.install()
         app = one_request_at_a_time(
             DomainDispatcherApplication(create_backend_app), self._observers
         )

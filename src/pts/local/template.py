@@ -91,10 +91,17 @@ class Template:
                 handler=props.get("Handler", defaults.get("Handler", "")),
                 environment=env,
                 events=props.get("Events", {}),
-                memory_size=int(props.get("MemorySize", defaults.get("MemorySize", 128))),
-                timeout=int(props.get("Timeout", defaults.get("Timeout", 3))),
+                memory_size=int(self._number(props, defaults, "MemorySize", 128)),
+                timeout=int(self._number(props, defaults, "Timeout", 3)),
             )
         return functions
+
+    def _number(
+        self, props: Mapping[str, Any], defaults: Mapping[str, Any], key: str, default: int
+    ) -> float:
+        """A numeric property (or a `Ref` to a parameter, at its default)."""
+        value = self.resolve(props.get(key, defaults.get(key, default)), self.parameter_defaults())
+        return float(value) if value is not None else default
 
     def resolve(self, value: Any, refs: Mapping[str, str]) -> str | None:
         """A value with `Ref`s resolved from `refs`; None if it needs anything else."""
