@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pts import aws
@@ -74,6 +75,11 @@ class StackOptions:
     """Concurrent execution environments per function (invocations beyond wait)."""
     connections_post_delay: float = 0.0
     """Seconds the `@connections` endpoint waits before each POST (a slow API Gateway)."""
+    data_dir: Path | None = None
+    """Where the tables' items are kept between runs (`pts dev`: `.pts-local/`); None keeps
+    everything in memory only."""
+    save_interval: float = 30.0
+    """Seconds between saves of the data dir while anything is written."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StackOptions:
@@ -122,7 +128,12 @@ class LocalStack:
     def __init__(self, options: StackOptions | None = None, template: Template | None = None):
         self.options = options or StackOptions.from_env()
         self.template = template or Template()
-        self.dynamodb = LocalDynamoDB(self.template, prefix=self.options.table_prefix)
+        self.dynamodb = LocalDynamoDB(
+            self.template,
+            prefix=self.options.table_prefix,
+            data_dir=self.options.data_dir,
+            save_interval=self.options.save_interval,
+        )
         self.functions: dict[str, LocalFunction] = {}
         """The invoked functions (sandbox pools), by logical id."""
         self.web_functions: dict[str, WebFunction] = {}
