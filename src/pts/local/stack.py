@@ -46,7 +46,7 @@ from pts.local.event_source_mapping import (
     release_moto_iterator,
 )
 from pts.local.functions import REGION, LocalFunction, WebFunction, lambda_environment
-from pts.local.gateway import LocalGateway
+from pts.local.gateway import IDLE_TIMEOUT, MAX_DURATION, LocalGateway
 from pts.local.intrinsics import refers_to
 from pts.local.template import Function, Template
 
@@ -80,6 +80,10 @@ class StackOptions:
     everything in memory only."""
     save_interval: float = 30.0
     """Seconds between saves of the data dir while anything is written."""
+    ws_idle_timeout: float = IDLE_TIMEOUT
+    """Seconds a WebSocket connection may stay idle (API Gateway: 10 minutes)."""
+    ws_max_duration: float = MAX_DURATION
+    """Seconds a WebSocket connection may last (API Gateway: 2 hours)."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StackOptions:
@@ -269,6 +273,8 @@ class LocalStack:
             host=host,
             port=self.options.ws_port,
             registry=registry,
+            idle_timeout=self.options.ws_idle_timeout,
+            max_duration=self.options.ws_max_duration,
         )
         self.ws_url = self.gateway.url
         self.ws_management_url = self.management.url(api.stage)
