@@ -25,6 +25,22 @@ def _rss_mb() -> float:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def _held() -> dict[str, float]:
+    """What moto holds at the end: the items (the data) and the stream records (history)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    tables = [
+        table
+        for regions in dynamodb_backends.values()
+        for backend in regions.values()
+        for table in backend.tables.values()
+    ]
+    return {
+        "items": sum(len(table.all_items()) for table in tables),
+        "stream_records": sum(len(t.stream_shard.items) for t in tables if t.stream_shard),
+    }
+
+
 def run(chats: int, *, without_fixes: bool = False) -> dict[str, float]:
     import httpx
 
@@ -60,6 +76,7 @@ def run(chats: int, *, without_fixes: bool = False) -> dict[str, float]:
                     f"  drive {statistics.median(drives[-100:]) * 1e3:6.1f} ms",
                     flush=True,
                 )
+        held = _held()
     first, last = slice(0, 100), slice(-100, None)
     figures = {
         "chats": chats,
@@ -69,6 +86,7 @@ def run(chats: int, *, without_fixes: bool = False) -> dict[str, float]:
         "create_last_ms": statistics.median(creates[last]) * 1e3,
         "drive_first_ms": statistics.median(drives[first]) * 1e3,
         "drive_last_ms": statistics.median(drives[last]) * 1e3,
+        **held,
     }
     for name, value in figures.items():
         print(f"{name:16s} {value:10.1f}")

@@ -87,19 +87,19 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
         raise
 
 
-def trim_streams(backends: Any, *, idle_iterator_seconds: float = 15 * 60) -> int:
-    """Drop the stream records every live shard iterator has read; how many were dropped.
+def trim_streams(backends: Any, *, retention: float = 24 * 3600) -> int:
+    """Drop the stream records every shard iterator has read; how many were dropped.
 
-    A live iterator is one issued in the last `idle_iterator_seconds` (DynamoDB's iterators
-    expire after 15 minutes); older ones are forgotten. A shard no iterator reads keeps its
-    records (a reader may still start at TRIM_HORIZON)."""
+    An iterator holds records for `retention` seconds at most (DynamoDB keeps them 24 hours),
+    then is forgotten: a reader that stopped reading does not hold the history for ever. A
+    shard no iterator reads keeps its records (a reader may still start at TRIM_HORIZON)."""
     now = time.monotonic()
     positions: dict[int, tuple[StreamShard, int]] = {}
     for regions in list(backends.values()):
         for backend in list(regions.values()):
             for arn, iterator in list(backend.shard_iterators.items()):
                 issued = getattr(iterator, "_pts_issued", now)
-                if now - issued > idle_iterator_seconds:
+                if now - issued > retention:
                     backend.shard_iterators.pop(arn, None)
                     continue
                 shard = iterator.stream_shard
