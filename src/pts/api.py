@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from html import escape as html_escape
 from importlib import resources
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,9 +26,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from pts import sse
 from pts.config import Settings
 from pts.driver import StreamDriver
 from pts.model import Stream
@@ -107,6 +112,29 @@ def _bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+def _client_module() -> Path:
+    """clients/js/src: in the wheel (so the Lambda layer) as `pts/web/client`, else, in a
+    source checkout, beside the Python sources. One copy either way."""
+    packaged = Path(str(resources.files("pts.web").joinpath("client")))
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "clients" / "js" / "src"
+
+
+def _page_policy(nonce: str, ws_url: str | None) -> str:
+    """The chat page's Content-Security-Policy: its own script and style, its own APIs."""
+    connect = "'self'"
+    if ws_url:
+        url = urlsplit(ws_url)
+        if url.scheme in ("ws", "wss") and url.netloc:
+            connect += f" {url.scheme}://{url.netloc}"
+    return (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        f"img-src data:; connect-src {connect}; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+
+
 class Api:
     """The route handlers, bound to one store and one text source."""
 
@@ -138,10 +166,18 @@ class Api:
         return JSONResponse({"status": "ok"})
 
     async def page(self, request: Request) -> Response:
-        """The chat page, told where the WebSocket API is (`PTS_WS_URL`)."""
+        """The chat page, told where the WebSocket API is (`PTS_WS_URL`).
+
+        Its policy lets only the page's own script (by nonce) and what it imports run, so
+        even markup that got past the page's sanitizer could not run script.
+        """
         html = resources.files("pts.web").joinpath("index.html").read_text("utf-8")
         ws_url = html_escape(self.settings.ws_url or "", quote=True)
-        return HTMLResponse(html.replace("{{PTS_WS_URL}}", ws_url))
+        nonce = secrets.token_urlsafe(18)
+        html = html.replace("{{PTS_WS_URL}}", ws_url).replace("{{CSP_NONCE}}", nonce)
+        return HTMLResponse(
+            html, headers={"Content-Security-Policy": _page_policy(nonce, self.settings.ws_url)}
+        )
 
     async def create_chat(self, request: Request) -> Response:
         body = await _json_object(request)
@@ -193,7 +229,12 @@ class Api:
             max_bytes=self.settings.batch_max_bytes,
         )
         self.drivers[stream_id] = driver
-        driver.start().add_done_callback(lambda _: self.drivers.pop(stream_id, None))
+        task = driver.start()
+        task.add_done_callback(lambda _: self.drivers.pop(stream_id, None))
+        if sse.wants_event_stream(request.headers.get("accept", "")):
+            # The AI SDK's UI message stream: the same pieces, then how the stream ended.
+            events = sse.ui_message_stream(stream_id, driver.text(), task)
+            return StreamingResponse(events, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
         return StreamingResponse(
             driver.text(),
             media_type="text/plain; charset=utf-8",
@@ -289,14 +330,15 @@ def _allow(methods: list[str]) -> Callable[[Request], Awaitable[Response]]:
     return options
 
 
-def _with_options(routes: list[Route]) -> list[Route]:
+def _with_options(routes: list[BaseRoute]) -> list[BaseRoute]:
     """Every route, plus an `OPTIONS` route for each path, so no path answers it with 405.
 
     The answer has a body: an empty streamed one can hang behind Lambda Web Adapter.
     """
     methods: dict[str, list[str]] = {}
     for route in routes:
-        methods.setdefault(route.path, []).extend(route.methods or ())
+        if isinstance(route, Route):
+            methods.setdefault(route.path, []).extend(route.methods or ())
     return [*routes, *(Route(p, _allow(m), methods=["OPTIONS"]) for p, m in methods.items())]
 
 
@@ -344,7 +386,7 @@ def create_app(
         yield
         await api.shutdown()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/", api.page, methods=["GET"]),
         Route("/healthz", api.health, methods=["GET"]),
         Route("/chats", api.create_chat, methods=["POST"]),
@@ -353,6 +395,10 @@ def create_app(
         Route("/chat-stream", api.drive, methods=["POST"]),
         Route("/streams/{stream_id}", api.get_stream, methods=["GET"]),
         Route("/streams/{stream_id}/cancel", api.cancel, methods=["POST"]),
+        # The page's vendored libraries (scripts/vendor-web.sh), shipped inside the package,
+        # and the JavaScript client that the page uses (clients/js/src).
+        Mount("/static/vendor", StaticFiles(packages=[("pts.web", "vendor")])),
+        Mount("/static/client", StaticFiles(directory=_client_module())),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: _http_error,

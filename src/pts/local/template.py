@@ -91,17 +91,17 @@ class Template:
                 handler=props.get("Handler", defaults.get("Handler", "")),
                 environment=env,
                 events=props.get("Events", {}),
-                memory_size=int(self._number(props, defaults, "MemorySize", 128)),
-                timeout=int(self._number(props, defaults, "Timeout", 3)),
+                memory_size=self._number(props.get("MemorySize", defaults.get("MemorySize", 128))),
+                timeout=self._number(props.get("Timeout", defaults.get("Timeout", 3))),
             )
         return functions
 
-    def _number(
-        self, props: Mapping[str, Any], defaults: Mapping[str, Any], key: str, default: int
-    ) -> float:
-        """A numeric property (or a `Ref` to a parameter, at its default)."""
-        value = self.resolve(props.get(key, defaults.get(key, default)), self.parameter_defaults())
-        return float(value) if value is not None else default
+    def _number(self, value: Any) -> int:
+        """A numeric property, which may be a `Ref` to a parameter (its default, locally)."""
+        resolved = self.resolve(value, self.parameter_defaults())
+        if resolved is None:
+            raise ValueError(f"cannot resolve {value!r} locally")
+        return int(resolved)
 
     def resolve(self, value: Any, refs: Mapping[str, str]) -> str | None:
         """A value with `Ref`s resolved from `refs`; None if it needs anything else."""
