@@ -4,11 +4,14 @@ while running) and loaded at start; a reset starts empty; stacks without one kee
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import httpx
 
 from pts.local.dynamodb import DATA_FILE, reset_data
+from pts.storage import StreamStore
 from tests.support import running_stack
 
 
@@ -58,3 +61,26 @@ def test_a_stack_without_a_data_dir_keeps_nothing(tmp_path: Path, monkeypatch):
     with running_stack() as running, httpx.Client(base_url=running.http_url) as http:
         assert http.get(f"/streams/{stream_id}").status_code == 404
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stream_left_streaming_by_a_crash_is_ended_by_the_sweeper(tmp_path: Path):
+    """Its driver died with the stack (a claimed stream, no driver): after the restart the
+    sweeper times it out, as on AWS when the function's instance is gone."""
+    with (
+        running_stack(data_dir=tmp_path) as running,
+        httpx.Client(base_url=running.http_url) as http,
+    ):
+        stream_id = http.post("/chats", json={"prompt": "echo:never driven"}).json()["streamId"]
+        assert StreamStore(os.environ["PTS_TABLE"]).claim(stream_id)
+        assert http.get(f"/streams/{stream_id}").json()["status"] == "streaming"
+
+    knobs = {"PTS_IDLE_TIMEOUT_SECONDS": "1"}
+    with (
+        running_stack(knobs, data_dir=tmp_path) as running,
+        httpx.Client(base_url=running.http_url) as http,
+    ):
+        deadline = time.monotonic() + 20
+        while (status := http.get(f"/streams/{stream_id}").json()["status"]) == "streaming":
+            assert time.monotonic() < deadline, "never swept"
+            time.sleep(0.2)
+        assert status == "timeout"

@@ -1,6 +1,7 @@
 """`make dev`: the whole stack on 127.0.0.1, running the very handlers Lambda runs.
 
-- DynamoDB with Streams: moto's server, tables created from `template.yaml`;
+- DynamoDB with Streams: moto's server, tables created from `template.yaml`, their items kept
+  in `StackOptions.data_dir` between runs when given one (`pts dev`: `.pts-local/`);
 - each function in execution environments of its own (`functions`): the streaming function's
   `run.sh` (uvicorn, as Lambda Web Adapter starts it) on `PTS_HTTP_PORT`, the others in
   sandbox processes invoked with Lambda's events;
