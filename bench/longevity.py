@@ -4,7 +4,7 @@ Starts the local stack (as `make dev` does, on ephemeral ports, no data dir), th
 and drives `--chats` chats of a tiny `echo:` prompt one after another, and prints RSS of the
 stack's process (moto's DynamoDB lives in it) and the time of each create and drive, the
 first hundred against the last: both should be flat. `--without-fixes` runs moto as it
-comes, for the figures before `pts.local.moto_fixes`.
+comes, for the figures before `pts.local.moto_transactions` and `pts.local.moto_streams`.
 """
 
 from __future__ import annotations
@@ -47,11 +47,12 @@ def run(chats: int, *, without_fixes: bool = False) -> dict[str, float]:
     sys.path.insert(0, os.getcwd())
     from tests.support import running_stack
 
-    if without_fixes:  # moto as it comes: the figures before `pts.local.moto_fixes`
-        from pts.local import moto_fixes
+    if without_fixes:  # moto as it comes: the figures before our patches
+        from pts.local import moto_streams, moto_transactions
 
-        moto_fixes.install = lambda: None
-        moto_fixes.trim_streams = lambda *args, **kwargs: 0
+        moto_transactions.install = lambda: None
+        moto_streams.install = lambda: None
+        moto_streams.trim_streams = lambda *args, **kwargs: 0
 
     creates: list[float] = []
     drives: list[float] = []

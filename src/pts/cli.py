@@ -1,4 +1,9 @@
-"""`pts`: run the local stack, and drive, watch or read streams from a terminal."""
+"""`pts`: run the local stack, and drive, watch or read streams from a terminal.
+
+The URLs come from `PTS_HTTP_URL` / `PTS_WS_URL` (the local stack's by default), or, with
+`--stack-name NAME`, from a deployed stack's CloudFormation outputs (`StreamFunctionUrl`,
+`WebSocketUrl`), read with the usual AWS credentials and region.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+from botocore.exceptions import BotoCoreError, ClientError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from pts.client import StreamView, follow
@@ -29,6 +37,52 @@ def _http_url() -> str:
 
 def _ws_url() -> str:
     return os.environ.get("PTS_WS_URL", WS_URL)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where the HTTP API and the WebSocket API are."""
+
+    http_url: str
+    ws_url: str
+
+
+class StackError(Exception):
+    """The stack, or the outputs it should have, could not be read."""
+
+
+STACK_OUTPUTS = ("StreamFunctionUrl", "WebSocketUrl")
+"""The outputs of template.yaml that `--stack-name` reads, in `Endpoints` order."""
+
+
+def stack_endpoints(stack_name: str, *, region: str | None = None, client: Any = None) -> Endpoints:
+    """The URLs of a deployed stack, from its CloudFormation outputs."""
+    if client is None:
+        import boto3
+
+        client = boto3.session.Session().client("cloudformation", region_name=region)
+    try:
+        stacks = client.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as error:
+        message = error.response.get("Error", {}).get("Message", str(error))
+        raise StackError(f"stack {stack_name!r}: {message}") from error
+    except BotoCoreError as error:  # no credentials, no region, no network
+        raise StackError(f"stack {stack_name!r}: {error}") from error
+    outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in stacks[0].get("Outputs", [])}
+    missing = [name for name in STACK_OUTPUTS if not outputs.get(name)]
+    if missing:
+        raise StackError(
+            f"stack {stack_name!r} has no output {', '.join(missing)} "
+            f"(status {stacks[0].get('StackStatus', 'unknown')}): is it this project's stack?"
+        )
+    http_url, ws_url = (outputs[name] for name in STACK_OUTPUTS)
+    return Endpoints(http_url.rstrip("/"), ws_url)
+
+
+def _endpoints(args: argparse.Namespace) -> Endpoints:
+    if args.stack_name:
+        return stack_endpoints(args.stack_name, region=args.region)
+    return Endpoints(_http_url(), _ws_url())
 
 
 def _fail(response: httpx.Response) -> int:
@@ -68,13 +122,19 @@ def dev(args: argparse.Namespace) -> int:
 
 
 def chat(args: argparse.Namespace) -> int:
-    base = _http_url()
+    base = args.http_url
     with httpx.Client(timeout=httpx.Timeout(10, read=None)) as client:
-        created = client.post(f"{base}/chats", json={"prompt": args.prompt})
+        body = {"prompt": args.prompt}
+        if args.thread:
+            body["threadId"] = args.thread
+        created = client.post(f"{base}/chats", json=body)
         if created.status_code != 201:
             return _fail(created)
         ids = created.json()
-        print(f"# chat {ids['chatId']} stream {ids['streamId']}", file=sys.stderr)
+        print(
+            f"# chat {ids['chatId']} stream {ids['streamId']} thread {ids.get('threadId')}",
+            file=sys.stderr,
+        )
         with client.stream(
             "POST",
             f"{base}/chat-stream",
@@ -96,7 +156,7 @@ def chat(args: argparse.Namespace) -> int:
 
 
 def get(args: argparse.Namespace) -> int:
-    response = httpx.get(f"{_http_url()}/streams/{args.stream_id}", timeout=10)
+    response = httpx.get(f"{args.http_url}/streams/{args.stream_id}", timeout=10)
     if response.status_code != 200:
         return _fail(response)
     body = response.json()
@@ -118,9 +178,10 @@ def _print_live(text: str) -> None:
 class Watch:
     """`pts watch`: `pts.client.follow` printing as it goes, then the stream's outcome."""
 
-    def __init__(self, url: str, stream_id: str) -> None:
+    def __init__(self, url: str, stream_id: str, http_url: str | None = None) -> None:
         self.url = url
         self.stream_id = stream_id
+        self.http_url = http_url or _http_url()
 
     def run(self) -> int:
         try:
@@ -149,7 +210,7 @@ class Watch:
         if view.status != "error":
             return ""
         try:
-            response = httpx.get(f"{_http_url()}/streams/{view.stream_id}", timeout=5)
+            response = httpx.get(f"{self.http_url}/streams/{view.stream_id}", timeout=5)
             return f": {response.json().get('error', '')}"
         except (httpx.HTTPError, ValueError):
             return ""
@@ -157,14 +218,21 @@ class Watch:
 
 def watch(args: argparse.Namespace) -> int:
     try:
-        return Watch(_ws_url(), args.stream_id).run()
+        return Watch(args.ws_url, args.stream_id, args.http_url).run()
     except KeyboardInterrupt:
         sys.stdout.write("\n")
         return 130
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pts", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="pts", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--stack-name",
+        help="a deployed stack: its outputs give the URLs (instead of PTS_HTTP_URL/PTS_WS_URL)",
+    )
+    parser.add_argument("--region", help="the stack's region (default: the AWS configuration's)")
     commands = parser.add_subparsers(dest="command", required=True)
     dev_parser = commands.add_parser("dev", help="run the whole stack locally")
     dev_parser.add_argument(
@@ -182,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     dev_parser.set_defaults(func=dev)
     chat_parser = commands.add_parser("chat", help="create a chat, drive it, print the reply")
     chat_parser.add_argument("prompt")
+    chat_parser.add_argument(
+        "--thread",
+        metavar="THREAD_ID",
+        help="continue this conversation (a threadId shown before)",
+    )
     chat_parser.set_defaults(func=chat)
     watch_parser = commands.add_parser(
         "watch", help="print a stream's text so far, then the rest live, until it ends"
@@ -193,11 +266,18 @@ def main(argv: list[str] | None = None) -> int:
     get_parser.add_argument("--json", action="store_true", help="the whole GET /streams answer")
     get_parser.set_defaults(func=get)
     args = parser.parse_args(argv)
+    if args.func is not dev:
+        try:
+            endpoints = _endpoints(args)
+        except StackError as error:
+            print(f"pts: {error}", file=sys.stderr)
+            return 2
+        args.http_url, args.ws_url = endpoints.http_url, endpoints.ws_url
     try:
         command: Callable[[argparse.Namespace], int] = args.func
         return command(args)
     except httpx.TransportError as error:
-        print(f"pts: cannot reach {_http_url()}: {error}", file=sys.stderr)
+        print(f"pts: cannot reach {args.http_url}: {error}", file=sys.stderr)
         return 2
 
 

@@ -4,7 +4,8 @@ Streams table: a chat is `pk = CHAT#{chatId}, sk = CHAT`; a stream's meta item
 (`sk = META`) and its batches (`sk = BATCH#0000000001`, …) share the partition
 `STREAM#{streamId}`, and `BATCH#…` sorts before `META`, so one consistent Query returns a body
 (or the part after a sequence number) together with the stream's status. Chats also carry
-`chatList = CHAT_LIST`, the one partition of the `ChatsByCreatedAt` index.
+`chatList = CHAT_LIST`, the one partition of the `ChatsByCreatedAt` index, and `threadId`,
+the partition of the `ChatsByThread` index (a thread's chats by `createdAt`).
 
 Connections table: one item per (stream, viewer), `pk = STREAM#{streamId}`,
 `sk = CONN#{connectionId}`, so the fan-out reads a stream's viewers with one Query.

@@ -21,6 +21,9 @@ class Chat:
     prompt: str
     stream_id: str
     created_at: str
+    thread_id: str | None = None
+    """The conversation it belongs to: the id of the thread's first chat (so a chat that
+    starts a thread, or one stored before threads existed, is its own thread)."""
 
 
 @dataclass(frozen=True, slots=True)

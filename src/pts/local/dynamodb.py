@@ -23,7 +23,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
-from pts.local import moto_fixes
+from pts.local import moto_streams, moto_transactions
 from pts.local.template import Template
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ Observer = Callable[[str, dict[str, Any], dict[str, Any]], None]
 DATA_FILE = "dynamodb.json"
 """The file in a stack's data dir that holds the tables' items."""
 TRIM_INTERVAL = 1.0
-"""Seconds between trims of the stream records every reader has read (`moto_fixes`)."""
+"""Seconds between trims of the stream records every reader has read (`moto_streams`)."""
 
 
 WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
@@ -110,7 +110,7 @@ def one_request_at_a_time(
                 answer = list(app(environ, start_response))
                 if target.endswith(".GetRecords") and time.monotonic() - last_trim > TRIM_INTERVAL:
                     last_trim = time.monotonic()
-                    moto_fixes.trim_streams(dynamodbstreams_backends)
+                    moto_streams.trim_streams(dynamodbstreams_backends)
                 return answer
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length)
@@ -176,7 +176,8 @@ class LocalDynamoDB:
         self._observers.append(observer)
 
     def start(self) -> None:
-        moto_fixes.install()
+        moto_transactions.install()  # a transaction's cost must not grow with the table
+        moto_streams.install()  # nor the stream's history with everything ever written
         app = one_request_at_a_time(
             DomainDispatcherApplication(create_backend_app),
             self._observers,

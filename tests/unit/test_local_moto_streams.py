@@ -1,5 +1,4 @@
-"""moto's DynamoDB, fixed to last: transactions copy only what they touch (and still roll back
-all or nothing), and stream records every reader has read are dropped."""
+"""moto's DynamoDB Streams, made to last: the records every reader has read are dropped."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.table import Table
 from moto.dynamodbstreams.models import dynamodbstreams_backends
 
-from pts.local import moto_fixes
+from pts.local import moto_streams
 from pts.local.event_source_mapping import release_moto_iterator
 
 TABLE = "StreamsTable"
@@ -20,7 +19,7 @@ TABLE = "StreamsTable"
 
 @pytest.fixture
 def client(dynamodb: Any) -> Any:
-    moto_fixes.install()
+    moto_streams.install()
     return dynamodb
 
 
@@ -53,59 +52,6 @@ def _read(streams: Any, iterator: str, limit: int = 1000) -> tuple[list[dict[str
     return answer["Records"], answer["NextShardIterator"]
 
 
-def test_a_transaction_never_copies_a_table(client: Any, monkeypatch: pytest.MonkeyPatch):
-    for i in range(50):
-        client.put_item(TableName=TABLE, Item=_item(f"old{i}", text="x" * 100))
-    copies: list[Table] = []
-    monkeypatch.setattr(
-        Table, "__deepcopy__", lambda self, memo: copies.append(self), raising=False
-    )
-    client.transact_write_items(
-        TransactItems=[{"Put": {"TableName": TABLE, "Item": _item(f"new{i}")}} for i in range(3)]
-    )
-    assert copies == []
-    assert "Item" in client.get_item(TableName=TABLE, Key=_item("new2"))
-
-
-def test_a_failed_transaction_rolls_back_items_and_stream_only(client: Any):
-    streams = boto3.client("dynamodbstreams", region_name="us-east-1")
-    client.put_item(TableName=TABLE, Item=_item("kept", text="before"))
-    table = _table()
-    iterator = _iterator(streams, client)
-    with pytest.raises(ClientError) as failure:
-        client.transact_write_items(
-            TransactItems=[
-                {"Put": {"TableName": TABLE, "Item": _item("added")}},
-                {
-                    "Update": {
-                        "TableName": TABLE,
-                        "Key": _item("kept"),
-                        "UpdateExpression": "SET #t = :t",
-                        "ExpressionAttributeNames": {"#t": "text"},
-                        "ExpressionAttributeValues": {":t": {"S": "after"}},
-                    }
-                },
-                {
-                    "ConditionCheck": {
-                        "TableName": TABLE,
-                        "Key": _item("missing"),
-                        "ConditionExpression": "attribute_exists(pk)",
-                    }
-                },
-            ]
-        )
-    assert failure.value.response["Error"]["Code"] == "TransactionCanceledException"
-    assert "Item" not in client.get_item(TableName=TABLE, Key=_item("added"))
-    kept = client.get_item(TableName=TABLE, Key=_item("kept"))["Item"]
-    assert kept["text"] == {"S": "before"}
-    assert _table() is table  # the live table (and its stream) stay the ones readers hold
-    assert _records(streams, iterator) == []
-    # ...and the stream goes on: a reader from before the failure sees what comes after it.
-    client.put_item(TableName=TABLE, Item=_item("later"))
-    [record] = _records(streams, iterator)
-    assert record["dynamodb"]["Keys"]["pk"] == {"S": "later"}
-
-
 def test_streams_drop_what_every_reader_has_read(client: Any):
     streams = boto3.client("dynamodbstreams", region_name="us-east-1")
     fast = _iterator(streams, client)
@@ -116,10 +62,10 @@ def test_streams_drop_what_every_reader_has_read(client: Any):
     assert shard is not None
     records, fast = _read(streams, fast)
     assert len(records) == 5
-    assert moto_fixes.trim_streams(dynamodbstreams_backends) == 0  # `slow` has read nothing
+    assert moto_streams.trim_streams(dynamodbstreams_backends) == 0  # `slow` has read nothing
     first = records[0]["dynamodb"]["SequenceNumber"]
     _, slow = _read(streams, slow, limit=3)
-    assert moto_fixes.trim_streams(dynamodbstreams_backends) == 3
+    assert moto_streams.trim_streams(dynamodbstreams_backends) == 3
     assert len(shard.items) == 2
     rest, slow = _read(streams, slow)
     assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in rest] == ["p3", "p4"]
