@@ -48,9 +48,10 @@ def run(chats: int, *, without_fixes: bool = False) -> dict[str, float]:
     from tests.support import running_stack
 
     if without_fixes:  # moto as it comes: the figures before our patches
-        from pts.local import moto_streams, moto_transactions
+        from pts.local import moto_queries, moto_streams, moto_transactions
 
         moto_transactions.install = lambda: None
+        moto_queries.install = lambda: None
         moto_streams.install = lambda: None
         moto_streams.trim_streams = lambda *args, **kwargs: 0
 

@@ -23,7 +23,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
-from pts.local import moto_streams, moto_transactions
+from pts.local import moto_queries, moto_streams, moto_transactions
 from pts.local.template import Template
 
 logger = logging.getLogger(__name__)
@@ -178,6 +178,7 @@ class LocalDynamoDB:
     def start(self) -> None:
         moto_transactions.install()  # a transaction's cost must not grow with the table
         moto_streams.install()  # nor the stream's history with everything ever written
+        moto_queries.install()  # nor an index query's (the sweeper's) beyond the scan itself
         app = one_request_at_a_time(
             DomainDispatcherApplication(create_backend_app),
             self._observers,
