@@ -73,7 +73,9 @@ def zipped_bytes(path: Path) -> int:
     return buffer.tell()
 
 
-def import_seconds(layer: Path, function: Path, body: str, *, bytecode: bool) -> float:
+def import_seconds(
+    layer: Path, function: Path, body: str, *, bytecode: bool, python: str = sys.executable
+) -> float:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -86,7 +88,7 @@ def import_seconds(layer: Path, function: Path, body: str, *, bytecode: bool) ->
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # read-only code, as on Lambda
     code = _TIMED.format(layer=str(layer), function=str(function), body=body)
     result = subprocess.run(
-        [sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, timeout=120
+        [python, "-S", "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     if result.returncode != 0:
         raise RuntimeError(f"importing from the artifact failed:\n{result.stderr}")
