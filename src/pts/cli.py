@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +27,8 @@ from pts.client import StreamView, follow
 
 HTTP_URL = "http://127.0.0.1:8000"
 WS_URL = "ws://127.0.0.1:8001"
+DEFAULT_DATA_DIR = ".pts-local"
+"""`pts dev`'s data dir, in the working directory (git-ignored)."""
 
 
 def _http_url() -> str:
@@ -95,18 +99,25 @@ def dev(args: argparse.Namespace) -> int:
     # venv gets it from aws-sam-cli, and botocore then signs each call ~3x slower). Read
     # when botocore is imported: before the stack's import.
     os.environ.setdefault("BOTO_DISABLE_CRT", "true")
-    from pts.local.stack import LocalStack
+    from pts.local.dynamodb import reset_data
+    from pts.local.stack import LocalStack, StackOptions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    data_dir: Path | None = None if args.in_memory else args.data_dir
+    if args.reset:
+        reset_data(args.data_dir)
 
     def ready(stack: LocalStack) -> None:
         print(f"HTTP API and chat page  {stack.http_url}", flush=True)
         if stack.ws_url:
             print(f"WebSocket               {stack.ws_url}", flush=True)
         print(f"DynamoDB (moto)         {stack.dynamodb.endpoint}", flush=True)
+        if data_dir is not None:
+            print(f"local data              {data_dir}/ (pts dev --reset: start empty)", flush=True)
         print("ready — Ctrl-C stops", flush=True)
 
-    asyncio.run(LocalStack().run(ready))
+    options = dataclasses.replace(StackOptions.from_env(), data_dir=data_dir)
+    asyncio.run(LocalStack(options).run(ready))
     return 0
 
 
@@ -223,7 +234,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--region", help="the stack's region (default: the AWS configuration's)")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("dev", help="run the whole stack locally").set_defaults(func=dev)
+    dev_parser = commands.add_parser("dev", help="run the whole stack locally")
+    dev_parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(DEFAULT_DATA_DIR),
+        help=f"where the local tables are kept between runs (default {DEFAULT_DATA_DIR}/)",
+    )
+    dev_parser.add_argument(
+        "--reset", action="store_true", help="forget the local data first: start empty"
+    )
+    dev_parser.add_argument(
+        "--in-memory", action="store_true", help="keep nothing: the data dies with the stack"
+    )
+    dev_parser.set_defaults(func=dev)
     chat_parser = commands.add_parser("chat", help="create a chat, drive it, print the reply")
     chat_parser.add_argument("prompt")
     chat_parser.add_argument(
