@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from pts import sse, threads
+from pts import observability, sse, threads
 from pts.config import Settings
 from pts.driver import StreamDriver
 from pts.model import Chat, Stream
@@ -355,6 +355,8 @@ class Api:
         state = await self.store.request_cancel(stream.stream_id)
         if state is None:
             return False
+        if state is Status.CANCELLED:  # it was pending: no driver will count it
+            observability.count(observability.CANCELS)
         # The driver may run in this very process: stop it now instead of at its next poll.
         if driver := self.drivers.get(stream.stream_id):
             driver.cancel()
@@ -449,6 +451,8 @@ def create_app(
     source: Source | None = None,
 ) -> Starlette:
     """The ASGI app. With no arguments everything comes from the environment."""
+    if observability.on_lambda():
+        observability.logger()  # JSON log lines, as the other functions write them
     settings = settings or Settings.from_env()
     store = store or StreamStore(settings.table, retention_days=settings.retention_days)
     source = source or load_source(settings.source, settings.extra)

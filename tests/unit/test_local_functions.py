@@ -76,6 +76,8 @@ def test_a_sandbox_sees_only_its_own_environment(echo: LocalFunction, monkeypatc
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
     assert env["_HANDLER"] == "app.handler"
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
+    # No X-Ray daemon listens locally: Powertools' Tracer must not try to reach one.
+    assert env["POWERTOOLS_TRACE_DISABLED"] == "true"
     context = echo.invoke({"action": "context"})
     assert context["name"] == "EchoFunction"
     assert 0 < context["left"] <= 3000

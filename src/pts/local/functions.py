@@ -108,6 +108,9 @@ def lambda_environment(function: Function, variables: Mapping[str, str]) -> dict
         "PYTHONUNBUFFERED": "1",
         # The layer has no awscrt: botocore signs in pure Python on Lambda, so here too.
         "BOTO_DISABLE_CRT": "true",
+        # No X-Ray daemon listens here (`Tracing: Active` gives Lambda one): Powertools'
+        # Tracer records nothing, as it does under `sam local`.
+        "POWERTOOLS_TRACE_DISABLED": "true",
     }
 
 
