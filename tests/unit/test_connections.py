@@ -33,7 +33,8 @@ class RawBody:
 
 
 def capture_boto3_request(endpoint: str, connection_id: str, data: bytes) -> Any:
-    client = boto3.client("apigatewaymanagementapi", endpoint_url=endpoint)
+    # A session of its own: boto3's default one keeps the credentials an earlier test had.
+    client = boto3.session.Session().client("apigatewaymanagementapi", endpoint_url=endpoint)
     captured: list[Any] = []
 
     def before_send(request: Any, **_: Any) -> AWSResponse:
