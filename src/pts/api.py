@@ -4,6 +4,12 @@ a response-streaming Function URL, locally under uvicorn — the same app either
 Every error a client causes is a Starlette `HTTPException`, answered as `{"error": detail}`
 by one handler (Starlette's own 404 and 405 included); when several apply, the checks run
 in the order 400, 401, 404, 403, 409.
+
+Who is calling (`PTS_AUTH`): in `none` mode everybody is `anonymous` and the drive token
+guards driving, cancelling and deleting. In `jwt` mode every route but the page, `/healthz`
+and CORS preflights needs `Authorization: Bearer <JWT>` (`pts.auth.Verifier`, run off the
+event loop: it may fetch the issuer's keys); chats belong to the token's `sub`, and
+anybody else's private stream is `404`, exactly as if it did not exist.
 """
 
 from __future__ import annotations
@@ -25,12 +31,19 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from pts.auth import KeysUnavailable, Unauthorized, Verifier
 from pts.config import Settings
 from pts.driver import StreamDriver
-from pts.model import Stream
+from pts.model import ANONYMOUS, Chat, Stream
 from pts.protocol import Status, is_valid_id
 from pts.sources import GenerationRequest, Source, aiter_source, load_source
-from pts.storage import AsyncStreamStore, StreamStore
+from pts.storage import (
+    MAX_PAGE,
+    AsyncStreamStore,
+    BadCursor,
+    StreamStore,
+    TooManyActiveStreams,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,19 +92,62 @@ def _bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-class Api:
-    """The route handlers, bound to one store and one text source."""
+def _page_size(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return MAX_PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise HTTPException(400, f"limit must be a whole number from 1 to {MAX_PAGE}")
+    return int(raw)
 
-    def __init__(self, settings: Settings, store: StreamStore, source: Source) -> None:
+
+class Api:
+    """The route handlers, bound to one store, one text source and (`jwt` mode) a verifier."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StreamStore,
+        source: Source,
+        verifier: Verifier | None = None,
+    ) -> None:
         self.settings = settings
         self.store = AsyncStreamStore(store)
         self.source = source
+        self.verifier = verifier
         self.drivers: dict[str, StreamDriver] = {}
 
-    async def _authorized_stream(
+    # -- who is calling ----------------------------------------------------------------
+
+    async def _caller(self, request: Request) -> str:
+        """The caller's `sub`: `anonymous` in `none` mode, else from a verified JWT (401)."""
+        if self.verifier is None:
+            return ANONYMOUS
+        try:
+            header = request.headers.get("authorization")
+            identity = await asyncio.to_thread(self.verifier.verify_bearer, header)
+        except KeysUnavailable as error:
+            logger.warning("cannot verify a token: %s", error)
+            raise HTTPException(
+                503, "cannot verify tokens right now; try again", {"Retry-After": "5"}
+            ) from None
+        except Unauthorized as error:
+            raise HTTPException(
+                401, str(error), {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            ) from None
+        return identity.sub
+
+    async def _owned_stream(
         self, request: Request, stream_id: str, *, missing: str = "stream"
     ) -> Stream:
-        """The stream, if the request carries its drive token (401, 404, 403 in that order)."""
+        """The stream, if the caller may drive, cancel or delete it (401, 404, 403 in that
+        order): its owner in `jwt` mode (anybody else: 404), the drive token's holder else."""
+        if self.verifier is not None:
+            sub = await self._caller(request)
+            stream = await self.store.get_stream(stream_id) if is_valid_id(stream_id) else None
+            if stream is None or stream.owner != sub:
+                raise HTTPException(404, f"unknown {missing}")
+            return stream
         token = _bearer_token(request)
         if token is None:
             raise HTTPException(401, MISSING_TOKEN)
@@ -123,32 +179,34 @@ class Api:
         size = _utf8_size(prompt, "prompt")
         if not 1 <= size <= MAX_PROMPT_BYTES:
             raise HTTPException(400, f"prompt must be 1 to {MAX_PROMPT_BYTES} bytes of UTF-8")
-        chat, token = await self.store.create_chat(prompt)
+        shared = body.get("shared", False)
+        if not isinstance(shared, bool):
+            raise HTTPException(400, "shared must be true or false")
+        owner = await self._caller(request)
+        try:
+            chat, token = await self.store.create_chat(prompt, owner=owner, shared=shared)
+        except TooManyActiveStreams as error:
+            raise HTTPException(429, str(error), {"Retry-After": "5"}) from None
         return JSONResponse(
             {"chatId": chat.chat_id, "streamId": chat.stream_id, "driveToken": token},
             status_code=201,
         )
 
     async def list_chats(self, request: Request) -> Response:
-        chats = await self.store.list_chats()
-        return JSONResponse(
-            {
-                "chats": [
-                    {
-                        "chatId": c.chat_id,
-                        "prompt": c.prompt,
-                        "streamId": c.stream_id,
-                        "createdAt": c.created_at,
-                    }
-                    for c in chats
-                ]
-            }
-        )
+        """The caller's newest chats, oldest first; `cursor` pages back to older ones."""
+        limit = _page_size(request)
+        cursor = request.query_params.get("cursor") or None
+        owner = await self._caller(request)
+        try:
+            page = await self.store.chat_page(owner, limit=limit, cursor=cursor)
+        except BadCursor as error:
+            raise HTTPException(400, str(error)) from None
+        return JSONResponse({"chats": [_chat_json(c) for c in page.chats], "cursor": page.cursor})
 
     async def drive(self, request: Request) -> Response:
         body = await _json_object(request)
         stream_id = _identifier(body.get("streamId"), "streamId")
-        stream = await self._authorized_stream(request, stream_id)
+        stream = await self._owned_stream(request, stream_id)
         if stream.status is not Status.PENDING or not await self.store.claim(stream_id):
             raise HTTPException(
                 409, f"stream is not pending (it is {stream.status}): driven already"
@@ -174,10 +232,11 @@ class Api:
 
     async def get_stream(self, request: Request) -> Response:
         stream_id = request.path_params["stream_id"]
+        sub = await self._caller(request)
         body = None
         if is_valid_id(stream_id):
             body = await self.store.read(stream_id)
-        if body is None:
+        if body is None or not body.readable_by(sub):
             raise HTTPException(404, "unknown stream")
         payload = {"streamId": stream_id, "text": body.text, "status": body.status, "seq": body.seq}
         if body.status is Status.ERROR:
@@ -185,21 +244,22 @@ class Api:
         return JSONResponse(payload)
 
     async def cancel(self, request: Request) -> Response:
-        stream = await self._authorized_stream(request, request.path_params["stream_id"])
+        stream = await self._owned_stream(request, request.path_params["stream_id"])
         if not await self._cancel(stream):
             raise HTTPException(409, f"stream already ended (status {stream.status})")
         return JSONResponse({"status": "cancelled"}, status_code=202)
 
     async def delete_chat(self, request: Request) -> Response:
         chat_id = request.path_params["chat_id"]
-        if _bearer_token(request) is None:
+        sub = await self._caller(request)
+        if self.verifier is None and _bearer_token(request) is None:
             raise HTTPException(401, MISSING_TOKEN)
         chat = None
         if is_valid_id(chat_id):
             chat = await self.store.get_chat(chat_id)
-        if chat is None:
+        if chat is None or chat.owner != sub:
             raise HTTPException(404, "unknown chat")
-        stream = await self._authorized_stream(request, chat.stream_id, missing="chat")
+        stream = await self._owned_stream(request, chat.stream_id, missing="chat")
         if not stream.status.terminal and await self._cancel(stream):
             await self._wait_until_ended(stream)
         await self.store.delete_chat(chat)
@@ -238,6 +298,16 @@ class Api:
         await asyncio.gather(*(d.start() for d in drivers), return_exceptions=True)
 
 
+def _chat_json(chat: Chat) -> dict[str, Any]:
+    return {
+        "chatId": chat.chat_id,
+        "prompt": chat.prompt,
+        "streamId": chat.stream_id,
+        "createdAt": chat.created_at,
+        "shared": chat.shared,
+    }
+
+
 # -- the app ----------------------------------------------------------------------------
 
 
@@ -255,12 +325,20 @@ def create_app(
     settings: Settings | None = None,
     store: StreamStore | None = None,
     source: Source | None = None,
+    verifier: Verifier | None = None,
 ) -> Starlette:
-    """The ASGI app. With no arguments everything comes from the environment."""
+    """The ASGI app. With no arguments everything comes from the environment (in `jwt`
+    mode the verifier too; a misconfiguration fails here, at start)."""
     settings = settings or Settings.from_env()
-    store = store or StreamStore(settings.table, retention_days=settings.retention_days)
+    store = store or StreamStore(
+        settings.table,
+        retention_days=settings.retention_days,
+        active_limit=settings.max_active_streams_per_user,
+    )
     source = source or load_source(settings.source, settings.extra)
-    api = Api(settings, store, source)
+    if verifier is None and settings.auth == "jwt":
+        verifier = Verifier.from_env({**settings.extra, "PTS_AUTH": "jwt"})
+    api = Api(settings, store, source, verifier)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

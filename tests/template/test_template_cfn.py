@@ -140,8 +140,8 @@ def test_streams_table_streams_new_images_and_expires_items(
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
     indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
-    assert [k["AttributeName"] for k in indexes["ChatsByCreatedAt"]["KeySchema"]] == [
-        "chatList",
+    assert [k["AttributeName"] for k in indexes["ChatsByOwner"]["KeySchema"]] == [
+        "chatOwner",
         "createdAt",
     ]
     assert [k["AttributeName"] for k in indexes["ActiveStreams"]["KeySchema"]] == [

@@ -83,6 +83,15 @@ class Template:
         defaults = self.body.get("Globals", {}).get("Function", {})
         shared_env = defaults.get("Environment", {}).get("Variables", {})
         functions = {}
+        refs = self.parameter_defaults()
+
+        def number(value: Any) -> int:
+            """A literal, or a `Ref` to a parameter (as deployed with its default)."""
+            resolved = self.resolve(value, refs)
+            if resolved is None:
+                raise ValueError(f"cannot resolve {value!r} locally")
+            return int(resolved)
+
         for name, props in self.of_type("AWS::Serverless::Function").items():
             env = {**shared_env, **props.get("Environment", {}).get("Variables", {})}
             functions[name] = Function(
@@ -91,8 +100,8 @@ class Template:
                 handler=props.get("Handler", defaults.get("Handler", "")),
                 environment=env,
                 events=props.get("Events", {}),
-                memory_size=int(props.get("MemorySize", defaults.get("MemorySize", 128))),
-                timeout=int(props.get("Timeout", defaults.get("Timeout", 3))),
+                memory_size=number(props.get("MemorySize", defaults.get("MemorySize", 128))),
+                timeout=number(props.get("Timeout", defaults.get("Timeout", 3))),
             )
         return functions
 
