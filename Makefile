@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint format build bench clean
+.PHONY: dev test lint format build bench vendor-web clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ build: $(STAMP) ## sam build: Lambda artifacts for python3.13 on arm64, no Docke
 
 bench: $(STAMP) ## the reply-2000 workload and its baselines: docs/benchmarks.md, docs/bench/
 	$(BIN)/python -m bench
+
+vendor-web: ## re-vendor the chat page's libraries from npm (pinned in the script), licenses beside them
+	scripts/vendor-web.sh
 
 clean:
 	rm -rf .aws-sam build dist

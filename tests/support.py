@@ -31,11 +31,12 @@ class RunningStack:
 
 
 @contextmanager
-def running_stack() -> Iterator[RunningStack]:
+def running_stack(environment: dict[str, str] | None = None) -> Iterator[RunningStack]:
     """Start the stack in a thread of its own, point this process's clients at it (its
-    `client_environment()`); stop it and restore the environment after."""
+    `client_environment()`); stop it and restore the environment after. `environment`
+    adds knobs (`PTS_*`) on top of `TEST_ENVIRONMENT`."""
     saved = dict(os.environ)
-    os.environ.update(TEST_ENVIRONMENT)
+    os.environ.update({**TEST_ENVIRONMENT, **(environment or {})})
     options = StackOptions(
         http_port=0, ws_port=0, sweep_interval=0.5, table_prefix=f"t{uuid.uuid4().hex[:8]}"
     )

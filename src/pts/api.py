@@ -3,7 +3,8 @@ a response-streaming Function URL, locally under uvicorn — the same app either
 
 Every error a client causes is a Starlette `HTTPException`, answered as `{"error": detail}`
 by one handler (Starlette's own 404 and 405 included); when several apply, the checks run
-in the order 400, 401, 404, 403, 409.
+in the order 413, 400, 401, 404, 403, 409. No input gets a 5xx or holds the server: a body is
+read only up to its limit, and JSON that Python's parser chokes on is a 400 like any other.
 
 Who is calling (`PTS_AUTH`): in `none` mode everybody is `anonymous` and the drive token
 guards driving, cancelling and deleting. In `jwt` mode every route but the page, `/healthz`
@@ -15,27 +16,32 @@ anybody else's private stream is `404`, exactly as if it did not exist.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from html import escape as html_escape
 from importlib import resources
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
+from pts import sse
 from pts.auth import KeysUnavailable, Unauthorized, Verifier
 from pts.config import Settings
 from pts.driver import StreamDriver
 from pts.model import ANONYMOUS, Chat, Stream
-from pts.protocol import Status, is_valid_id
+from pts.protocol import Status, is_valid_id, load_json
 from pts.sources import GenerationRequest, Source, aiter_source, load_source
 from pts.storage import (
     MAX_PAGE,
@@ -51,21 +57,48 @@ MAX_PROMPT_BYTES = 32 * 1024
 MAX_BODY_BYTES = 64 * 1024
 DELETE_WAIT_SECONDS = 3.0
 MISSING_TOKEN = "missing drive token: send 'Authorization: Bearer <driveToken>'"
+STREAMED_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Accel-Buffering": "no",  # a proxy in front (nginx and its kin) must not hold it back
+}
+CORS_METHODS = ("GET", "POST", "DELETE", "OPTIONS")
 
 
 # -- request parsing --------------------------------------------------------------------
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise HTTPException(400, f"request body is larger than {MAX_BODY_BYTES} bytes")
+def _too_large() -> HTTPException:
+    # Closing the connection stops the rest of the body from being received at all.
+    return HTTPException(
+        413, f"request body is larger than {MAX_BODY_BYTES} bytes", {"Connection": "close"}
+    )
+
+
+async def _body(request: Request) -> bytes:
+    """The body, read only up to `MAX_BODY_BYTES`: a longer one (declared or chunked) is
+    refused as soon as that is known, never buffered whole."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and (len(declared) > 12 or int(declared) > MAX_BODY_BYTES):
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
     try:
-        body = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise HTTPException(400, "request body is not valid UTF-8") from error
-    except json.JSONDecodeError as error:
-        raise HTTPException(400, f"request body is not valid JSON: {error.msg}") from error
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _too_large()
+            chunks.append(chunk)
+    except ClientDisconnect as error:
+        raise HTTPException(400, "request body ended early (client disconnected)") from error
+    return b"".join(chunks)
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = load_json(await _body(request))
+    except ValueError as error:
+        raise HTTPException(400, f"request body is {error}") from error
     if not isinstance(body, dict):
         raise HTTPException(400, "request body must be a JSON object")
     return body
@@ -90,6 +123,29 @@ def _bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def _client_module() -> Path:
+    """clients/js/src: in the wheel (so the Lambda layer) as `pts/web/client`, else, in a
+    source checkout, beside the Python sources. One copy either way."""
+    packaged = Path(str(resources.files("pts.web").joinpath("client")))
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "clients" / "js" / "src"
+
+
+def _page_policy(nonce: str, ws_url: str | None) -> str:
+    """The chat page's Content-Security-Policy: its own script and style, its own APIs."""
+    connect = "'self'"
+    if ws_url:
+        url = urlsplit(ws_url)
+        if url.scheme in ("ws", "wss") and url.netloc:
+            connect += f" {url.scheme}://{url.netloc}"
+    return (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        f"img-src data:; connect-src {connect}; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
 
 
 def _page_size(request: Request) -> int:
@@ -166,10 +222,18 @@ class Api:
         return JSONResponse({"status": "ok"})
 
     async def page(self, request: Request) -> Response:
-        """The chat page, told where the WebSocket API is (`PTS_WS_URL`)."""
+        """The chat page, told where the WebSocket API is (`PTS_WS_URL`).
+
+        Its policy lets only the page's own script (by nonce) and what it imports run, so
+        even markup that got past the page's sanitizer could not run script.
+        """
         html = resources.files("pts.web").joinpath("index.html").read_text("utf-8")
         ws_url = html_escape(self.settings.ws_url or "", quote=True)
-        return HTMLResponse(html.replace("{{PTS_WS_URL}}", ws_url))
+        nonce = secrets.token_urlsafe(18)
+        html = html.replace("{{PTS_WS_URL}}", ws_url).replace("{{CSP_NONCE}}", nonce)
+        return HTMLResponse(
+            html, headers={"Content-Security-Policy": _page_policy(nonce, self.settings.ws_url)}
+        )
 
     async def create_chat(self, request: Request) -> Response:
         body = await _json_object(request)
@@ -223,11 +287,16 @@ class Api:
             max_bytes=self.settings.batch_max_bytes,
         )
         self.drivers[stream_id] = driver
-        driver.start().add_done_callback(lambda _: self.drivers.pop(stream_id, None))
+        task = driver.start()
+        task.add_done_callback(lambda _: self.drivers.pop(stream_id, None))
+        if sse.wants_event_stream(request.headers.get("accept", "")):
+            # The AI SDK's UI message stream: the same pieces, then how the stream ended.
+            events = sse.ui_message_stream(stream_id, driver.text(), task)
+            return StreamingResponse(events, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
         return StreamingResponse(
             driver.text(),
             media_type="text/plain; charset=utf-8",
-            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+            headers=STREAMED_HEADERS,
         )
 
     async def get_stream(self, request: Request) -> Response:
@@ -321,6 +390,56 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "internal error"}, status_code=500)
 
 
+def _allow(methods: list[str]) -> Callable[[Request], Awaitable[Response]]:
+    """A bare `OPTIONS` (no preflight headers): the path's methods, in `Allow` and the body."""
+    allowed = sorted({*methods, "OPTIONS"} | ({"HEAD"} if "GET" in methods else set()))
+
+    async def options(request: Request) -> Response:
+        return JSONResponse({"methods": allowed}, headers={"Allow": ", ".join(allowed)})
+
+    return options
+
+
+def _with_options(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """Every route, plus an `OPTIONS` route for each path, so no path answers it with 405.
+
+    The answer has a body: an empty streamed one can hang behind Lambda Web Adapter.
+    """
+    methods: dict[str, list[str]] = {}
+    for route in routes:
+        if isinstance(route, Route):
+            methods.setdefault(route.path, []).extend(route.methods or ())
+    return [*routes, *(Route(p, _allow(m), methods=["OPTIONS"]) for p, m in methods.items())]
+
+
+class _Cors(CORSMiddleware):
+    """Starlette's CORS, with its refused preflight as JSON like every other error."""
+
+    def preflight_response(self, request_headers: Any) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        headers = {k: v for k, v in response.headers.items() if k.lower().startswith("access")}
+        return JSONResponse(
+            {"error": bytes(response.body).decode()}, response.status_code, headers=headers
+        )
+
+
+def cors(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """CORS, configured here and only here (the Function URL has none, so they cannot
+    disagree). Any header a preflight asks for is allowed (reflected): browsers and SDKs
+    add their own (`user-agent` from the AI SDK, `sentry-trace`, `baggage`, `x-*`), and
+    there is nothing to protect by refusing them: no cookies, no credentials mode, and
+    the drive token is checked on the request itself."""
+    return _Cors(
+        app,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=list(CORS_METHODS),
+        allow_headers=["*"],
+        max_age=600,
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     store: StreamStore | None = None,
@@ -345,7 +464,7 @@ def create_app(
         yield
         await api.shutdown()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/", api.page, methods=["GET"]),
         Route("/healthz", api.health, methods=["GET"]),
         Route("/chats", api.create_chat, methods=["POST"]),
@@ -354,22 +473,18 @@ def create_app(
         Route("/chat-stream", api.drive, methods=["POST"]),
         Route("/streams/{stream_id}", api.get_stream, methods=["GET"]),
         Route("/streams/{stream_id}/cancel", api.cancel, methods=["POST"]),
+        # The page's vendored libraries (scripts/vendor-web.sh), shipped inside the package,
+        # and the JavaScript client that the page uses (clients/js/src).
+        Mount("/static/vendor", StaticFiles(packages=[("pts.web", "vendor")])),
+        Mount("/static/client", StaticFiles(directory=_client_module())),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: _http_error,
         Exception: _server_error,
     }
     app = Starlette(
-        routes=routes,
-        middleware=[
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-                allow_headers=["Authorization", "Content-Type"],
-                max_age=600,
-            )
-        ],
+        routes=_with_options(routes),
+        middleware=[Middleware(cors, settings=settings)],
         exception_handlers=handlers,
         lifespan=lifespan,
     )

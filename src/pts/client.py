@@ -23,6 +23,9 @@ from pts.protocol import IDLE_RESYNC_SECONDS
 
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 """Pauses before reconnecting after drops in a row that made no progress; then give up."""
+BACKLOG_WAIT_SECONDS = 2.0
+"""How long a gap may stay open without progress, after a snapshot with `more`, before the
+view subscribes again: the missing batches are normally on their way already."""
 
 
 @dataclass
@@ -32,6 +35,11 @@ class StreamView:
     One subscribe is in flight at a time: deltas and a final status that arrive meanwhile
     wait in `early`, since its snapshot may already hold them; what is left after it is
     applied in order, and a gap (or a final status ahead of `last`) asks for a new snapshot.
+
+    A snapshot with `more` is not the end, whatever its status: the rest of its batches
+    follow as deltas, and the fan-out's newer deltas can overtake them. So after one, a gap
+    is waited out (`waiting_for_backlog`; `follow` gives it `BACKLOG_WAIT_SECONDS` without
+    progress, then calls `resync`) instead of asking again at once for what is on its way.
     """
 
     stream_id: str
@@ -41,6 +49,8 @@ class StreamView:
     """The final status, once the stream has ended (`unknown` if it does not exist)."""
     error: str | None = None
     awaiting_snapshot: bool = False
+    backlog: bool = False
+    """The last snapshot said `more`: its remaining batches are on their way as deltas."""
     resubscribes: int = 0
     early: dict[int, str] = field(default_factory=dict, repr=False)
     final: tuple[str, int] | None = None
@@ -49,6 +59,15 @@ class StreamView:
     @property
     def ended(self) -> bool:
         return self.status is not None
+
+    @property
+    def gap(self) -> bool:
+        """Something newer than `last` is known (a delta or the final status), not yet shown."""
+        return bool(self.early) or self.final is not None
+
+    @property
+    def waiting_for_backlog(self) -> bool:
+        return self.backlog and self.gap and not self.awaiting_snapshot and not self.ended
 
     def subscribe_message(self) -> protocol.SubscribeRequest:
         """Subscribe (again) after what is shown: at start, and on every new connection."""
@@ -66,8 +85,9 @@ class StreamView:
             self.status = "unknown"
         elif kind == "snapshot" and self.awaiting_snapshot:
             self.awaiting_snapshot = False
+            self.backlog = message.get("more") is True
             self._append(str(message.get("text") or ""), max(self.last, int(message["seq"])))
-            if protocol.is_terminal(message.get("status")):
+            if not self.backlog and protocol.is_terminal(message.get("status")):
                 self.status = message["status"]
                 return None
             return self._catch_up()
@@ -97,10 +117,19 @@ class StreamView:
         self.early = {seq: text for seq, text in self.early.items() if seq > self.last}
         if self.final is not None and self.final[1] <= self.last:
             self.status = self.final[0]
-        elif self.early or self.final is not None:
+        elif self.gap and not self.backlog:
             self.resubscribes += 1
             return self.subscribe_message()
         return None
+
+    def resync(self) -> protocol.SubscribeRequest | None:
+        """Nothing arrived for a while (or a backlog stopped short): subscribe again, unless
+        a subscribe is already in flight."""
+        if self.awaiting_snapshot or self.ended:
+            return None
+        if self.gap:
+            self.resubscribes += 1
+        return self.subscribe_message()
 
 
 async def follow(
@@ -140,13 +169,23 @@ async def follow(
 async def _follow_on(socket: ClientConnection, view: StreamView) -> None:
     """Follow on one connection until the stream ends (or the connection drops)."""
     await socket.send(json.dumps(view.subscribe_message()))
+    loop = asyncio.get_running_loop()
+    deadline: float | None = None  # for a gap left by a `more` snapshot's backlog
+    shown = view.last
     while not view.ended:
+        if view.waiting_for_backlog:
+            if deadline is None or view.last != shown:
+                deadline, shown = loop.time() + BACKLOG_WAIT_SECONDS, view.last
+            timeout = max(deadline - loop.time(), 0.0)
+        else:
+            deadline, timeout = None, IDLE_RESYNC_SECONDS
         try:
-            raw = await asyncio.wait_for(socket.recv(), IDLE_RESYNC_SECONDS)
+            raw = await asyncio.wait_for(socket.recv(), timeout)
         except TimeoutError:
             # Delivery is at least once, not exactly: a long silence gets a fresh look.
-            if not view.awaiting_snapshot:
-                await socket.send(json.dumps(view.subscribe_message()))
+            deadline = None
+            if request := view.resync():
+                await socket.send(json.dumps(request))
             continue
         try:
             message = json.loads(raw)

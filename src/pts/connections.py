@@ -22,6 +22,10 @@ from pts import aws, protocol
 
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 4
+RETRY_SECONDS = 2.0
+"""No retry of a post starts later than this after its first attempt."""
+TIMEOUT = urllib3.Timeout(connect=3.0, read=10.0)
+"""Per attempt: 3 s to connect, 10 s for the answer (`Timeout(3, 10)` would be 3 s in total)."""
 
 
 class PostFailed(Exception):
@@ -38,7 +42,7 @@ class Connections:
     def __init__(self, endpoint_url: str | None, *, pool_size: int = 64) -> None:
         self.endpoint_url = (endpoint_url or "").rstrip("/")
         self._pool = urllib3.PoolManager(
-            maxsize=pool_size, block=True, retries=False, timeout=urllib3.Timeout(3, 10)
+            maxsize=pool_size, block=True, retries=False, timeout=TIMEOUT
         )
 
     encode = staticmethod(protocol.encode)
@@ -47,20 +51,29 @@ class Connections:
     def send(self, connection_id: str, message: protocol.ServerMessage | bytes) -> bool:
         """Post one message; False if the connection is gone, raise on other errors.
 
-        Throttling and 5xx are retried with jittered exponential backoff.
+        Throttling, 5xx and network errors (timeouts, resets) are retried with jittered
+        exponential backoff, briefly: no attempt starts after `RETRY_SECONDS`, so one bad
+        connection cannot hold its caller for long. Anything else (a 413, say) is final.
         """
         if not self.endpoint_url:
             raise RuntimeError("PTS_WS_MANAGEMENT_URL is not set: where is the WebSocket API?")
         data = message if isinstance(message, bytes) else protocol.encode(message)
         url = f"{self.endpoint_url}/@connections/{quote(connection_id, safe='')}"
+        deadline = time.monotonic() + RETRY_SECONDS
         for attempt in range(MAX_ATTEMPTS):
-            status, body = self._post(url, data)
-            if status < 300:
-                return True
-            if status == 410:
-                return False
-            if status not in RETRYABLE or attempt == MAX_ATTEMPTS - 1:
-                raise PostFailed(status, body)
+            final = attempt == MAX_ATTEMPTS - 1 or time.monotonic() >= deadline
+            try:
+                status, body = self._post(url, data)
+            except urllib3.exceptions.HTTPError:
+                if final:
+                    raise
+            else:
+                if status < 300:
+                    return True
+                if status == 410:
+                    return False
+                if status not in RETRYABLE or final:
+                    raise PostFailed(status, body)
             time.sleep(random.uniform(0, 0.05 * 2**attempt))
         raise AssertionError("unreachable")
 

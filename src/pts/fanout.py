@@ -4,8 +4,14 @@ Each new batch item becomes one `delta` built from the record's `NewImage` (no r
 text); a stream's move to a final status becomes one `status`. Records are grouped by
 stream, so one Query finds a stream's viewers; each viewer gets its messages in order while
 viewers are served concurrently from a bounded thread pool (boto3 clients are thread-safe).
-A gone connection (410) loses its subscriptions and fails nothing; any other failed post
-fails its record, which Lambda then retries (`ReportBatchItemFailures`).
+
+Viewers are isolated from each other. A gone connection (410) loses its subscriptions. A
+connection whose posts still fail after `Connections.send`'s brief retries is given up on
+for this invocation, alone: it keeps its subscriptions, and its client recovers through the
+gap rule or a reconnect. A record fails (and Lambda retries it, `ReportBatchItemFailures`)
+only for what hits everyone: its stream's viewers cannot be read, or not one post reached
+any of two or more connections (the endpoint is down). Retrying a record for one bad
+viewer would repeat it to every other viewer and hold up the whole shard.
 
 The handler answers Lambda's partial-batch response itself, straight from what happened:
 every failed record is listed, even when that is all of them (Powertools'
@@ -29,7 +35,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from pts import protocol
 from pts.config import Settings
-from pts.connections import Connections
+from pts.connections import Connections, PostFailed
 from pts.subscriptions import SubscriptionStore
 
 logger = logging.getLogger(__name__)
@@ -70,7 +76,10 @@ class Delivery:
     """What happened to one invocation's records."""
 
     failed: set[str] = field(default_factory=set)
+    """Records to retry (their DynamoDB stream sequence numbers)."""
     gone: set[str] = field(default_factory=set)
+    given_up: set[str] = field(default_factory=set)
+    """Connections whose posts failed (not gone): they missed some messages."""
     sent: int = 0
 
 
@@ -114,40 +123,69 @@ class Fanout:
         delivery = Delivery()
         if not by_stream:
             return delivery
-        viewers = dict(
-            zip(by_stream, self.pool.map(self.subscriptions.subscribers, by_stream), strict=True)
-        )
+        viewers = dict(zip(by_stream, self.pool.map(self._viewers, by_stream), strict=True))
+        for stream_id, connection_ids in viewers.items():
+            if connection_ids is None:  # nobody of this stream can be served: retry it
+                delivery.failed.update(o.record_id for o in by_stream[stream_id])
         jobs = [
             (stream_id, connection_id)
             for stream_id, connection_ids in viewers.items()
-            for connection_id in connection_ids
+            for connection_id in connection_ids or ()
         ]
         results = self.pool.map(lambda job: self._send_all(job[1], by_stream[job[0]]), jobs)
+        answered: set[str] = set()
+        undelivered: set[str] = set()
         for (_, connection_id), (sent, failed_at, gone) in zip(jobs, results, strict=True):
             delivery.sent += sent
             if gone:
                 delivery.gone.add(connection_id)
+            if failed_at is None or sent:
+                answered.add(connection_id)
             if failed_at is not None:
-                delivery.failed.add(failed_at)
+                delivery.given_up.add(connection_id)
+                undelivered.add(failed_at)
         for connection_id in delivery.gone:
             try:
                 self.subscriptions.remove_connection(connection_id)
             except Exception:
                 logger.exception("removing gone connection %s", connection_id)
+        if len(delivery.given_up) > 1 and not answered:
+            # Every post to every connection failed: the endpoint, not a viewer.
+            delivery.failed |= undelivered
+        elif delivery.given_up:
+            logger.warning(
+                "gave up on %d connection(s) for this batch: %s",
+                len(delivery.given_up),
+                sorted(delivery.given_up)[:10],
+            )
         if delivery.failed:
             logger.warning("retrying %d record(s)", len(delivery.failed))
         return delivery
 
+    def _viewers(self, stream_id: str) -> list[str] | None:
+        """The stream's subscribers; None (logged) if they cannot be read."""
+        try:
+            return self.subscriptions.subscribers(stream_id)
+        except Exception:
+            logger.exception("reading the subscribers of %s", stream_id)
+            return None
+
     def _send_all(
         self, connection_id: str, messages: list[Outgoing]
     ) -> tuple[int, str | None, bool]:
-        """Send a stream's messages to one viewer, in order: (sent, first failed, gone)."""
+        """Send a stream's messages to one viewer, in order: (sent, first failed, gone).
+
+        A post that fails (after `Connections.send`'s own retries) ends this viewer's turn:
+        sending it later messages would only widen the gap its client has to close anyway.
+        """
         for sent, outgoing in enumerate(messages):
             try:
                 if not self.connections.send(connection_id, outgoing.message):
                     return sent, None, True
+            except PostFailed as error:  # expected of a sick connection: no traceback
+                logger.warning("giving up on %s for now: %s", connection_id, error)
+                return sent, outgoing.record_id, False
             except Exception:
                 logger.exception("posting to %s", connection_id)
-                # Later messages would arrive out of order: the retry resends from here.
                 return sent, outgoing.record_id, False
         return len(messages), None, False

@@ -55,6 +55,38 @@ def is_valid_id(value: str) -> bool:
     return ID_PATTERN.fullmatch(value) is not None
 
 
+def is_utf8(value: str) -> bool:
+    """Whether `value` can be sent as UTF-8 (JSON's `"\\ud800"` decodes to a lone surrogate,
+    which cannot): such text is refused, never stored, looked up or echoed."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def load_json(data: bytes | str) -> object:
+    """A client's JSON (an HTTP body, a WebSocket frame), or `ValueError` saying what is wrong.
+
+    Python's parser raises more than `JSONDecodeError` on hostile input: `RecursionError` on
+    deep nesting (60,000 `[`) and a plain `ValueError` on an integer over 4,300 digits;
+    both are bad input like any other, never a server error.
+    """
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("not valid UTF-8") from None
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON: {error.msg}") from None
+    except RecursionError:
+        raise ValueError("not valid JSON: nested too deeply") from None
+    except ValueError:
+        raise ValueError("not valid JSON: a number is too long") from None
+
+
 # -- client → server ---------------------------------------------------------------------
 
 
@@ -85,13 +117,18 @@ def unsubscribe_request(stream_id: str) -> UnsubscribeRequest:
 
 
 class SnapshotMessage(TypedDict):
-    """The answer to `subscribe`: the batches after `after`, joined; `seq` the highest one."""
+    """The answer to `subscribe`: the batches after `after`, joined; `seq` the highest one.
+
+    With `more`, the text owed was too long for one message: `seq` is the last batch this
+    snapshot holds, and the rest follow as `delta`s (then a `status`, if the stream ended).
+    """
 
     type: Literal["snapshot"]
     streamId: str
     text: str
     status: str
     seq: int
+    more: NotRequired[Literal[True]]
 
 
 class DeltaMessage(TypedDict):
@@ -123,8 +160,19 @@ class ErrorMessage(TypedDict):
 ServerMessage = SnapshotMessage | DeltaMessage | StatusMessage | ErrorMessage
 
 
-def snapshot_message(stream_id: str, text: str, status: str, seq: int) -> SnapshotMessage:
-    return {"type": "snapshot", "streamId": stream_id, "text": text, "status": status, "seq": seq}
+def snapshot_message(
+    stream_id: str, text: str, status: str, seq: int, *, more: bool = False
+) -> SnapshotMessage:
+    message: SnapshotMessage = {
+        "type": "snapshot",
+        "streamId": stream_id,
+        "text": text,
+        "status": status,
+        "seq": seq,
+    }
+    if more:
+        message["more"] = True
+    return message
 
 
 def delta_message(stream_id: str, seq: int, text: str) -> DeltaMessage:
@@ -140,6 +188,19 @@ def error_message(error: str, stream_id: str | None = None) -> ErrorMessage:
     if stream_id is not None:
         message["streamId"] = stream_id
     return message
+
+
+MAX_MESSAGE_BYTES = 128 * 1024
+"""API Gateway refuses a WebSocket message (client to server or server to client) over this."""
+MAX_TEXT_BYTES = 96 * 1024
+"""The most text one server message carries, as encoded in it (`text_size`): the rest of the
+128 KiB is headroom for the envelope. A longer snapshot is cut (`more`)."""
+
+
+def text_size(text: str) -> int:
+    """The bytes `text` takes inside an encoded message: its UTF-8, plus JSON's escapes (a
+    control character is six bytes, so raw length alone could overshoot the limit)."""
+    return len(json.dumps(text, ensure_ascii=False).encode()) - 2
 
 
 def encode(message: ServerMessage | ClientRequest) -> bytes:

@@ -636,6 +636,42 @@ class StreamStore:
             else:
                 raise StorageError(f"could not delete {len(pending[self.table])} items")
 
+    # -- reading batch by batch --------------------------------------------------------
+
+    def read_batches(self, stream_id: str, after: int = 0) -> Tail | None:
+        """The stream's state and its batches numbered above `after`, one by one (a snapshot
+        may have to be cut between them), up to its end: an ended stream's final `seq`, so
+        nothing a stale writer stored later. One consistent, paginated Query, which starts at
+        batch `after` itself to tell whether `after` is within the stream; None if unknown."""
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :meta",
+            ExpressionAttributeValues=serialize(
+                {":pk": stream_pk(stream_id), ":first": batch_sk(after), ":meta": META_SK}
+            ),
+            ConsistentRead=True,
+        )
+        batches: list[tuple[int, str]] = []
+        last = 0
+        meta: dict[str, Any] | None = None
+        for page in pages:
+            for raw in page["Items"]:
+                item = deserialize(raw)
+                if item["sk"] == META_SK:
+                    meta = item
+                    continue
+                last = int(item["seq"])
+                if last > after:
+                    batches.append((last, item["text"]))
+        if meta is None:
+            return None
+        stream = stream_from_item(meta)
+        if stream.status.terminal:
+            # The terminal status is the authority: its `seq` is the end.
+            batches = [(seq, text) for seq, text in batches if seq <= stream.seq]
+            last = stream.seq
+        return Tail(stream, batches, last)
+
 
 class AsyncStreamStore:
     """The store for coroutines: each call runs the blocking one in a worker thread.
@@ -685,3 +721,17 @@ class AsyncStreamStore:
 
     async def delete_chat(self, chat: Chat) -> None:
         await asyncio.to_thread(self.sync.delete_chat, chat)
+
+    async def read_batches(self, stream_id: str, after: int = 0) -> Tail | None:
+        return await asyncio.to_thread(self.sync.read_batches, stream_id, after)
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """What `read_batches` found: a stream and its batches after some sequence number."""
+
+    stream: Stream
+    batches: list[tuple[int, str]]
+    """(seq, text) in order, numbered `after + 1` up to `last`."""
+    last: int
+    """The stream's last batch number; below the `after` asked for if that is past the end."""

@@ -60,7 +60,8 @@ def chat_item(page: Page, prompt: str) -> Locator:
 
 
 def reply_text(item: Locator) -> str:
-    return item.locator(".text").evaluate("element => element.textContent")
+    """The reply's Markdown source, as the page holds it (it shows the rendered HTML)."""
+    return item.locator(".text").evaluate("element => element.dataset.source ?? ''")
 
 
 def send(page: Page, prompt: str) -> Locator:
@@ -207,7 +208,7 @@ def test_reload_shows_the_whole_conversation(new_page: OpenPage, http: httpx.Cli
         """items => items.map(li => ({
             chatId: li.dataset.chatId, streamId: li.dataset.streamId, status: li.dataset.status,
             prompt: li.querySelector(".prompt").textContent,
-            text: li.querySelector(".text").textContent,
+            text: li.querySelector(".text").dataset.source ?? "",
             error: li.querySelector(".error-message").textContent}))"""
     )
     assert [c["chatId"] for c in on_page] == [c["chatId"] for c in chats]  # oldest first

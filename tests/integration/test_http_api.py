@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import httpx
@@ -254,3 +255,70 @@ def test_cors_preflight_is_answered(http: httpx.Client):
     assert "authorization" in response.headers["access-control-allow-headers"].lower()
     simple = http.get("/chats", headers={"Origin": "https://example.org"})
     assert simple.headers["access-control-allow-origin"] in ("*", "https://example.org")
+
+
+def test_cors_accepts_the_headers_browsers_and_sdks_send(http: httpx.Client):
+    requested = "authorization, content-type, user-agent, sentry-trace, baggage, x-request-id"
+    response = http.options(
+        "/chat-stream",
+        headers={
+            "Origin": "https://app.example.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": requested,
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-headers"] == requested
+    bare = http.options("/streams/abc")  # no preflight headers: not a 405
+    assert bare.status_code == 200
+    assert bare.headers["allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_streamed_bodies_say_not_to_buffer(http: httpx.Client):
+    chat = create(http, "echo:unbuffered")
+    response = drive(http, chat)
+    assert response.headers["x-accel-buffering"] == "no"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"[" * 60_000, "nested too deeply"),
+        (b'{"prompt": ' + b"1" * 5_000 + b"}", "number is too long"),
+        (b'{"prompt": "\\udfff"}', "not valid UTF-8"),
+    ],
+)
+def test_hostile_json_is_a_400(http: httpx.Client, body: bytes, expected: str):
+    response = http.post("/chats", content=body)
+    assert response.status_code == 400
+    assert expected in response.json()["error"]
+
+
+def test_an_endless_chunked_body_is_refused_while_reading(local_stack: RunningStack):
+    """300 MB offered in chunks: the server answers 413 and hangs up after about 64 KiB,
+    instead of reading (and holding) it all."""
+    host, port = local_stack.http_url.removeprefix("http://").split(":")
+    chunk = b"x" * 65_536
+    framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /chats HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        try:
+            while sent < 300 * 1024 * 1024:
+                sock.sendall(framed)
+                sent += len(chunk)
+        except OSError:
+            pass  # the server hung up: what we want
+        answer = b""
+        try:
+            while part := sock.recv(65_536):
+                answer += part
+        except OSError:
+            pass
+    assert sent < 16 * 1024 * 1024  # socket buffers, not the body
+    if answer:  # a reset can beat the answer to the client; the hang-up is what counts
+        assert answer.startswith(b"HTTP/1.1 413 ")
+        assert b'"error"' in answer

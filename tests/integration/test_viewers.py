@@ -6,17 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import boto3
 import httpx
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from pts.client import StreamView, follow
 from pts.subscriptions import SubscriptionStore
-from tests.support import RunningStack
+from tests.support import RunningStack, running_stack
 
 ECHO = "echo:" + " ".join(f"Sentence number {i} is here." for i in range(40))
 
@@ -173,10 +174,10 @@ def test_stale_subscriptions_are_cleaned_up(local_stack: RunningStack):
     assert "ghost=" not in subscribers
 
 
-def test_a_failed_delivery_is_retried_without_gap_or_duplicate(local_stack: RunningStack):
-    """The first post of one delta fails (@connections answers 400): the poller retries the
-    record (partial batch failure), viewers may get repeats, and the client rule leaves the
-    text exact."""
+def test_a_failed_delivery_is_recovered_by_the_client_rule(local_stack: RunningStack):
+    """The first post of one delta to one viewer fails (@connections answers 400): the
+    fan-out gives up on that viewer for that record (nobody else gets a repeat), and its
+    client closes the gap."""
     endpoint = local_stack.stack.management.api
     failed: list[bytes] = []
 
@@ -223,3 +224,143 @@ def test_websocket_function_events_reach_dynamodb(local_stack: RunningStack):
             return len(items)
 
     assert asyncio.run(main()) == 1
+
+
+@contextmanager
+def posts_watched(stack: RunningStack, fail_for: set[str]) -> Iterator[list[int]]:
+    """Every message the local `@connections` endpoint is asked to post, by size; posts to
+    the connections in `fail_for` answer 500, as a sick connection's would."""
+    management = stack.stack.management
+    assert management is not None
+    endpoint = management.api
+    sizes: list[int] = []
+
+    def watch(connection_id: str, data: bytes) -> int | None:
+        sizes.append(len(data))
+        return 500 if connection_id in fail_for else None
+
+    endpoint.fault = watch
+    try:
+        yield sizes
+    finally:
+        endpoint.fault = None
+
+
+@pytest.fixture(scope="module")
+def long_reply_stack() -> Iterator[RunningStack]:
+    """A stack of its own whose demo replies are 80,000 tokens long (about 320 KB)."""
+    environment = {"PTS_DEMO_REPLY_TOKENS": "80000", "PTS_DEMO_TOKENS_PER_SECOND": "16000"}
+    with running_stack(environment) as stack:
+        yield stack
+
+
+def test_a_long_reply_before_during_and_after(long_reply_stack: RunningStack):
+    """About 320 KB: more than API Gateway's 128 KB per message. Every viewer ends with the
+    exact text, a late one through a snapshot cut to fit (`more`), and nothing posted is
+    over 128 KiB (the local endpoint refuses that as AWS does)."""
+
+    async def main() -> tuple[str, list[StreamView], list[dict[str, Any]]]:
+        async with (
+            client(local_stack) as http,
+            connect(local_stack.ws_url, max_size=None) as during_ws,
+            connect(local_stack.ws_url, max_size=None) as after_ws,
+        ):
+            chat = await create(http, "A very long reply, please")
+            before = asyncio.create_task(follow(local_stack.ws_url, chat["streamId"]))
+            await asyncio.sleep(0.3)
+            driving = asyncio.create_task(drive(http, chat))
+            url = f"/streams/{chat['streamId']}"
+            while len((await http.get(url)).json()["text"].encode()) < 150_000:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            during = Recorder(during_ws, chat["streamId"])
+            await during.subscribe()
+            during_view = await during.run()
+            text = await driving
+            after = Recorder(after_ws, chat["streamId"])
+            await after.subscribe()
+            after_view = await after.run()
+            late = await follow(local_stack.ws_url, chat["streamId"])
+            snapshots = [m for m in [*during.messages, *after.messages] if m["type"] == "snapshot"]
+            return text, [await before, during_view, after_view, late], snapshots
+
+    local_stack = long_reply_stack
+    with posts_watched(local_stack, set()) as sizes:
+        text, views, snapshots = asyncio.run(main())
+    size = len(text.encode())
+    print(f"\nreply: {size} bytes; largest message posted: {max(sizes)} bytes")
+    assert size > 256 * 1024
+    for view in views:
+        assert (view.text, view.status) == (text, "done")
+    assert max(sizes) <= 128 * 1024
+    assert [s.get("more") for s in snapshots] == [True, True]  # both cut to fit
+    assert views[2].resubscribes == views[3].resubscribes == 0
+
+
+def test_one_sick_connection_harms_nobody(local_stack: RunningStack):
+    """Every post to one connection fails (500): it is given up on alone; the other viewers
+    get each message once, and the sick one catches up when it subscribes again."""
+    registry = local_stack.stack.management.api.registry  # type: ignore[union-attr]
+
+    async def main() -> tuple[str, list[Recorder], StreamView]:
+        async with client(local_stack) as http:
+            chat = await create(http, ECHO)
+            known = {c.info.connection_id for c in registry}
+            sick_ws = await connect(local_stack.ws_url)
+            await asyncio.sleep(0.1)
+            (sick_id,) = {c.info.connection_id for c in registry} - known
+            sick = Recorder(sick_ws, chat["streamId"])
+            await sick.subscribe()
+            sick.view.apply(json.loads(await sick.ws.recv()))  # its snapshot, before it falls ill
+            well = [Recorder(await connect(local_stack.ws_url), chat["streamId"]) for _ in "ab"]
+            for recorder in well:
+                await recorder.subscribe()
+            with posts_watched(local_stack, {sick_id}):
+                text = await drive(http, chat)
+                await asyncio.gather(*(r.run() for r in well))
+            # Well again: it subscribes again after what it has, and gets the rest.
+            resumed = await follow(local_stack.ws_url, chat["streamId"], after=sick.view.last)
+            for recorder in [*well, sick]:
+                await recorder.ws.close()
+            return text, well, resumed
+
+    text, well, resumed = asyncio.run(main())
+    for recorder in well:
+        assert (recorder.view.text, recorder.view.status) == (text, "done")
+        seqs = [m["seq"] for m in recorder.messages if m["type"] == "delta"]
+        assert len(seqs) == len(set(seqs)), "a viewer got a message twice"
+    assert (resumed.text, resumed.status) == (text, "done")
+
+
+def test_hostile_frames_get_an_error_and_keep_the_connection(local_stack: RunningStack):
+    """Through the local gateway: each frame is answered at once with an `error`, the
+    connection stays open, and a normal subscribe right after is served at once."""
+    frames = [
+        "[" * 60_000,
+        '{"action": "subscribe", "streamId": "s", "after": ' + "1" * 5_000 + "}",
+        '{"action": "subscribe", "streamId": "\\ud800"}',
+        '{"action": "subscribe", "streamId": "\\ud800\\udfff\\ud800"}',
+        '{"action": "subscribe", "streamId": "s", "after": 1' + "0" * 2000 + "}",
+        '{"action": "subscribe", "streamId": "s", "after": -1}',
+        '{"action": "subscribe", "streamId": "s", "after": "1"}',
+        '{"action": "\\ud800", "streamId": "s"}',
+        '{"action": "subscribe", "streamId": "' + "a" * 100_000 + '"}',
+    ]
+
+    async def main() -> tuple[list[dict[str, Any]], float, StreamView]:
+        async with client(local_stack) as http, connect(local_stack.ws_url) as ws:
+            chat = await create(http, "echo:Still here.")
+            await drive(http, chat)
+            answers = []
+            started = asyncio.get_running_loop().time()
+            for frame in frames * 2:
+                await ws.send(frame)
+                answers.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+            took = asyncio.get_running_loop().time() - started
+            recorder = Recorder(ws, chat["streamId"])
+            await recorder.subscribe()
+            return answers, took, await asyncio.wait_for(recorder.run(), 5)
+
+    answers, took, view = asyncio.run(main())
+    assert [a["type"] for a in answers] == ["error"] * len(frames) * 2, answers
+    assert took < 10
+    assert (view.text, view.status) == ("Still here.", "done")

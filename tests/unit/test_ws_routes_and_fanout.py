@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
+from pts import protocol
+from pts.client import StreamView
 from pts.fanout import Fanout
 from pts.storage import Status, StreamStore, serialize
 from pts.subscriptions import SubscriptionStore
@@ -29,8 +32,10 @@ class FakeConnections:
         self.received: dict[str, list[dict[str, Any]]] = {}
         self.gone: set[str] = set()
         self.failing: set[str] = set()
+        self.attempts: dict[str, int] = {}
 
     def send(self, connection_id: str, message: dict[str, Any] | bytes) -> bool:
+        self.attempts[connection_id] = self.attempts.get(connection_id, 0) + 1
         if connection_id in self.gone:
             return False
         if connection_id in self.failing:
@@ -231,7 +236,7 @@ def test_gone_viewers_are_dropped_without_failing(fanout, subscriptions, connect
     assert subscriptions.subscribers("s2") == []  # every subscription of that connection
 
 
-def test_a_failed_post_fails_only_its_record(fanout, subscriptions, connections):
+def test_a_viewer_whose_posts_fail_is_given_up_on_alone(fanout, subscriptions, connections):
     subscriptions.subscribe("flaky", "s1")
     subscriptions.subscribe("fine", "s1")
     subscriptions.subscribe("fine", "s2")
@@ -243,23 +248,68 @@ def test_a_failed_post_fails_only_its_record(fanout, subscriptions, connections)
             batch_record("s2", 1, "c", "3"),
         ]
     }
-    assert fanout.handle(event) == {"batchItemFailures": [{"itemIdentifier": "1"}]}
-    assert [m["text"] for m in connections.received["fine"]] == ["a", "b", "c"]
-    # Lambda retries from record 1: "fine" gets duplicates, which the client rule drops.
-    connections.failing.clear()
+    # No record fails: a retry would repeat every message to "fine" and hold up the shard.
     assert fanout.handle(event) == {"batchItemFailures": []}
-    assert [m["seq"] for m in connections.received["flaky"]] == [1, 2]
+    assert [m["text"] for m in connections.received["fine"]] == ["a", "b", "c"]
+    assert "flaky" not in connections.received
+    assert connections.attempts["flaky"] == 1  # its turn ends at its first failure
+    # It keeps its subscription: the next batch is tried again (its client sees the gap).
+    assert sorted(subscriptions.subscribers("s1")) == ["fine", "flaky"]
+    connections.failing.clear()
+    assert fanout.handle({"Records": [batch_record("s1", 3, "d", "4")]}) == {
+        "batchItemFailures": []
+    }
+    assert [m["seq"] for m in connections.received["flaky"]] == [3]
+    assert [m["text"] for m in connections.received["fine"]] == ["a", "b", "c", "d"]
 
 
-def test_every_record_failing_is_reported_not_raised(fanout, subscriptions, connections):
-    # Powertools' process_partial_response raises then, which makes Lambda bisect the batch.
+def test_one_failing_connection_alone_fails_nothing(fanout, subscriptions, connections):
+    # One viewer, failing on two streams: it may be the viewer, so nothing is retried.
     subscriptions.subscribe("flaky", "s1")
     subscriptions.subscribe("flaky", "s2")
     connections.failing.add("flaky")
     event = {"Records": [batch_record("s1", 1, "a", "1"), batch_record("s2", 1, "b", "2")]}
+    assert fanout.handle(event) == {"batchItemFailures": []}
+
+
+def test_failing_for_everyone_is_reported_not_raised(fanout, subscriptions, connections):
+    # Every post to every connection failed: the endpoint is down, so the records are
+    # retried. All of them are listed: Powertools' process_partial_response would raise
+    # then, which makes Lambda bisect the batch.
+    for viewer in ("v1", "v2"):
+        subscriptions.subscribe(viewer, "s1")
+        subscriptions.subscribe(viewer, "s2")
+        connections.failing.add(viewer)
+    event = {"Records": [batch_record("s1", 1, "a", "1"), batch_record("s2", 1, "b", "2")]}
     assert fanout.handle(event) == {
         "batchItemFailures": [{"itemIdentifier": "1"}, {"itemIdentifier": "2"}]
     }
+
+
+def test_unreadable_subscribers_fail_that_streams_records_only(
+    fanout, subscriptions, connections, monkeypatch
+):
+    subscriptions.subscribe("v", "s1")
+    subscriptions.subscribe("v", "s2")
+    real = subscriptions.subscribers
+
+    def subscribers(stream_id: str) -> list[str]:
+        if stream_id == "s1":
+            raise ConnectionError("DynamoDB unreachable")
+        return real(stream_id)
+
+    monkeypatch.setattr(subscriptions, "subscribers", subscribers)
+    event = {
+        "Records": [
+            batch_record("s1", 1, "a", "1"),
+            batch_record("s2", 1, "b", "2"),
+            batch_record("s1", 2, "c", "3"),
+        ]
+    }
+    assert fanout.handle(event) == {
+        "batchItemFailures": [{"itemIdentifier": "1"}, {"itemIdentifier": "3"}]
+    }
+    assert [m["text"] for m in connections.received["v"]] == ["b"]
 
 
 def test_records_that_are_not_ours_are_ignored(fanout, subscriptions, connections):
@@ -277,3 +327,278 @@ def test_status_enum_matches_the_filter_values(template):
         "NewImage"
     ]["status"]["S"]
     assert set(statuses) == {s.value for s in Status if s.terminal}
+
+
+# -- the size rule -----------------------------------------------------------------------
+
+# Multi-byte characters, quotes, backslashes and control characters: JSON escapes some of
+# them to six bytes, so the cut has to measure the text as it is encoded, not its length.
+PIECE = 'Ünïcode “quotes” \\ back\\slash "q" \x01\x1f tab\t 中文。 🙂 '
+
+
+def long_batches(count: int = 90, size: int = 4000) -> list[str]:
+    """Batches of about `size` UTF-8 bytes (as the driver cuts them), ~360 KB in all."""
+    unit = PIECE.encode()
+    return [(f"[{n}] " + PIECE * (size // len(unit)))[: size // 2] for n in range(1, count + 1)]
+
+
+def sizes(messages: list[dict[str, Any]]) -> list[int]:
+    return [len(protocol.encode(m)) for m in messages]  # type: ignore[arg-type]
+
+
+class Viewer:
+    """A client on the fake connection: the client rule, resubscribing through the routes."""
+
+    def __init__(
+        self, routes: WebSocketRoutes, connections: FakeConnections, name: str, stream_id: str
+    ):
+        self.routes, self.connections, self.name = routes, connections, name
+        self.view = StreamView(stream_id)
+        self.read = 0
+        self.send(self.view.subscribe_message())
+
+    def send(self, request: Any) -> None:
+        self.routes.handle(ws_event("subscribe", self.name, request))
+
+    def pump(self) -> None:
+        """Apply what has arrived; resubscribe when the rule says so, or when a backlog
+        stopped short (what `follow` does after `BACKLOG_WAIT_SECONDS`)."""
+        while True:
+            received = self.connections.received.get(self.name, [])
+            while self.read < len(received):
+                message = received[self.read]
+                self.read += 1
+                if request := self.view.apply(message):
+                    self.send(request)
+            if self.view.ended or not self.view.waiting_for_backlog:
+                return
+            self.send(self.view.resync())
+
+
+@pytest.mark.parametrize("ended", [False, True])
+def test_a_long_snapshot_is_cut_to_fit(routes, store, connections, ended):
+    texts = long_batches()
+    stream_id = a_stream(store, *texts)
+    if ended:
+        store.finish(stream_id, Status.DONE, len(texts))
+    routes.handle(ws_event("subscribe", "c1", {"action": "subscribe", "streamId": stream_id}))
+    messages = connections.received["c1"]
+    snapshot, *rest = messages
+    assert snapshot["type"] == "snapshot" and snapshot["more"] is True
+    assert snapshot["status"] == ("done" if ended else "streaming")
+    assert protocol.text_size(snapshot["text"]) <= protocol.MAX_TEXT_BYTES
+    assert snapshot["text"] == "".join(texts[: snapshot["seq"]])
+    deltas = [m for m in rest if m["type"] == "delta"]
+    assert [d["seq"] for d in deltas] == list(range(snapshot["seq"] + 1, len(texts) + 1))
+    assert [m["type"] for m in rest[len(deltas) :]] == (["status"] if ended else [])
+    assert max(sizes(messages)) <= protocol.MAX_MESSAGE_BYTES
+    view = StreamView(stream_id, awaiting_snapshot=True)
+    for message in messages:
+        assert view.apply(message) is None  # no resubscribe needed
+    assert view.text == "".join(texts)
+    assert view.status == ("done" if ended else None)
+
+
+def test_a_short_snapshot_has_no_more(routes, store, connections):
+    stream_id = a_stream(store, "a", "b")
+    routes.handle(ws_event("subscribe", "c1", {"action": "subscribe", "streamId": stream_id}))
+    assert "more" not in connections.received["c1"][0]
+
+
+def test_a_batch_too_long_for_any_snapshot_goes_alone(routes, store, connections):
+    huge = "x" * (protocol.MAX_TEXT_BYTES + 1)
+    stream_id = a_stream(store, "a", huge, "b")
+    routes.handle(ws_event("subscribe", "c1", {"action": "subscribe", "streamId": stream_id}))
+    snapshot, *deltas = connections.received["c1"]
+    assert (snapshot["text"], snapshot["seq"], snapshot["more"]) == ("a", 1, True)
+    assert [(d["seq"], len(d["text"])) for d in deltas] == [(2, len(huge)), (3, 1)]
+
+
+def test_viewers_before_during_and_after_a_long_reply(routes, store, fanout, connections):
+    """The fan-out and the subscribe handler both send deltas of the same stream, in an
+    interleaving the client rule has to absorb: every viewer ends with the exact text."""
+    texts = long_batches(100)
+    chat, _ = store.create_chat("p")
+    stream_id = chat.stream_id
+    store.claim(stream_id)
+    viewers = [Viewer(routes, connections, "before", stream_id)]
+    for seq, text in enumerate(texts, start=1):
+        store.append(stream_id, seq, text)
+        if seq == 60:
+            viewers.append(Viewer(routes, connections, "during", stream_id))
+        fanout.handle({"Records": [batch_record(stream_id, seq, text, str(seq))]})
+        for viewer in viewers:
+            viewer.pump()
+    store.finish(stream_id, Status.DONE, len(texts))
+    fanout.handle({"Records": [status_record(stream_id, "done", len(texts), "999")]})
+    viewers.append(Viewer(routes, connections, "after", stream_id))
+    for viewer in viewers:
+        viewer.pump()
+        assert (viewer.view.text, viewer.view.status) == ("".join(texts), "done"), viewer.name
+        assert viewer.view.resubscribes == 0
+        received = connections.received[viewer.name]
+        assert max(sizes(received)) <= protocol.MAX_MESSAGE_BYTES
+    assert connections.received["during"][0]["more"] is True
+    assert connections.received["after"][0]["more"] is True
+
+
+def test_resuming_a_long_reply_after_some_batches(routes, store, connections):
+    texts = long_batches()
+    stream_id = a_stream(store, *texts)
+    store.finish(stream_id, Status.DONE, len(texts))
+    view = StreamView(stream_id, last=7, text="".join(texts[:7]))
+    routes.handle(ws_event("subscribe", "c1", dict(view.subscribe_message())))
+    for message in connections.received["c1"]:
+        view.apply(message)
+    assert (view.text, view.status) == ("".join(texts), "done")
+
+
+def test_the_snapshot_ends_at_the_final_seq(routes, store, connections):
+    # A stale writer stored batch 3 after the stream ended at 2: nobody is shown it.
+    stream_id = a_stream(store, "a", "b")
+    store.finish(stream_id, Status.DONE, 2)
+    store.append(stream_id, 3, "late")
+    routes.handle(ws_event("subscribe", "c1", {"action": "subscribe", "streamId": stream_id}))
+    assert connections.received["c1"][0]["text"] == "ab"
+    assert connections.received["c1"][0]["seq"] == 2
+
+
+# -- failed posts never fail the route ---------------------------------------------------
+
+
+def test_a_gone_subscriber_loses_its_subscriptions(routes, store, connections, subscriptions):
+    other = a_stream(store, "x")
+    subscriptions.subscribe("c1", other)
+    stream_id = a_stream(store, *long_batches())
+    connections.gone.add("c1")
+    event = ws_event("subscribe", "c1", {"action": "subscribe", "streamId": stream_id})
+    assert routes.handle(event) == {"statusCode": 200}
+    assert subscriptions.subscribers(stream_id) == []
+    assert subscriptions.subscribers(other) == []
+    assert connections.attempts["c1"] == 1  # nothing more is sent after the snapshot failed
+
+
+def test_a_failing_post_is_logged_not_raised(routes, store, connections, subscriptions, caplog):
+    stream_id = a_stream(store, *long_batches())
+    connections.failing.add("c1")
+    for body in ({"action": "subscribe", "streamId": stream_id}, {"action": "subscribe"}):
+        assert routes.handle(ws_event("subscribe", "c1", body)) == {"statusCode": 200}
+    assert "posting a reply to c1" in caplog.text
+    assert connections.attempts["c1"] == 2  # one snapshot, one error: each given up at once
+    assert subscriptions.subscribers(stream_id) == ["c1"]  # it may recover later
+
+
+# -- bad frames: answered at once, never sent to DynamoDB --------------------------------
+
+
+class NoStorage:
+    """Fails the test if a frame reaches DynamoDB."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"a bad frame reached storage ({name})")
+
+
+@pytest.fixture
+def guarded(connections: FakeConnections) -> WebSocketRoutes:
+    return WebSocketRoutes(NoStorage(), NoStorage(), connections)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("[" * 60_000, "nested too deeply"),
+        ('{"action": "subscribe", "streamId": "s", "after": ' + "9" * 5000 + "}", "too long"),
+        ({"action": "subscribe", "streamId": "s", "after": 10**2000}, "after"),
+        ({"action": "subscribe", "streamId": "s", "after": 2.5}, "after"),
+        ({"action": "subscribe", "streamId": "s", "after": True}, "after"),
+        ({"action": "subscribe", "streamId": "s", "after": None}, "after"),
+        ({"action": "subscribe", "streamId": "\ud800"}, "unknown stream"),
+        ({"action": "subscribe", "streamId": "a/b"}, "unknown stream"),
+        ({"action": "subscribe", "streamId": "x" * 65}, "unknown stream"),
+        ({"action": "subscribe", "streamId": ["s"]}, "streamId"),
+        ({"action": "subscribe", "streamId": {"\ud800": 1}}, "streamId"),
+        ("\ud800", "not valid JSON"),
+        ("", "not valid JSON"),
+        ("null", "JSON object"),
+    ],
+)
+def test_bad_frames_are_answered_at_once(guarded, connections, body, expected):
+    assert guarded.handle(ws_event("subscribe", "c1", body)) == {"statusCode": 200}
+    (message,) = connections.received["c1"]
+    assert message["type"] == "error"
+    assert expected in message["error"]
+    protocol.encode(message)  # always sendable: nothing unencodable is echoed
+
+
+def test_an_invalid_id_is_echoed_only_when_it_can_be(guarded, connections):
+    for stream_id in ("a/b", "\ud800", "y" * 1000):
+        guarded.handle(ws_event("subscribe", "c1", {"action": "subscribe", "streamId": stream_id}))
+    assert [m.get("streamId") for m in connections.received["c1"]] == ["a/b", None, None]
+
+
+def test_unsubscribe_from_an_invalid_id_is_a_no_op(guarded, connections):
+    body = {"action": "unsubscribe", "streamId": "\ud800"}
+    assert guarded.handle(ws_event("unsubscribe", "c1", body)) == {"statusCode": 200}
+    assert connections.received == {}
+
+
+def test_a_binary_frame_that_is_not_utf8(guarded, connections):
+    event = ws_event("subscribe", "c1")
+    event.raw_event["body"] = base64.b64encode(b"\xff\xfe{").decode()
+    event.raw_event["isBase64Encoded"] = True
+    guarded.handle(event)
+    assert "UTF-8" in connections.received["c1"][0]["error"]
+
+
+@pytest.mark.parametrize("after", [3, 4, 1000])
+def test_after_past_the_last_batch_is_an_error(routes, store, connections, subscriptions, after):
+    stream_id = a_stream(store, "a", "b")
+    body = {"action": "subscribe", "streamId": stream_id, "after": after}
+    routes.handle(ws_event("subscribe", "c1", body))
+    (message,) = connections.received["c1"]
+    assert message["type"] == "error" and message["streamId"] == stream_id
+    assert message["error"] == "after is past the stream's last batch"
+    assert subscriptions.subscribers(stream_id) == []
+
+
+@pytest.mark.parametrize("after", [0, 1, 2])
+def test_after_up_to_the_last_batch_is_fine(routes, store, connections, after):
+    stream_id = a_stream(store, "a", "b")
+    body = {"action": "subscribe", "streamId": stream_id, "after": after}
+    routes.handle(ws_event("subscribe", "c1", body))
+    assert connections.received["c1"] == [
+        protocol.snapshot_message(stream_id, "ab"[after:], "streaming", 2)
+    ]
+
+
+def test_fanout_deltas_overtaking_the_backlog_are_waited_out(routes, store, connections):
+    texts = long_batches(70)
+    stream_id = a_stream(store, *texts[:60])
+    routes.handle(ws_event("subscribe", "c1", {"action": "subscribe", "streamId": stream_id}))
+    snapshot, *backlog = connections.received["c1"]
+    newer = [protocol.delta_message(stream_id, seq, texts[seq - 1]) for seq in range(61, 71)]
+    final = protocol.status_message(stream_id, "done", 70)
+    view = StreamView(stream_id, awaiting_snapshot=True)
+    # The fan-out's newer deltas, and even the final status, arrive before the backlog.
+    for message in [newer[0], snapshot, *newer[1:], final, *backlog]:
+        assert view.apply(message) is None
+    assert (view.text, view.status, view.resubscribes) == ("".join(texts), "done", 0)
+
+
+def test_a_backlog_that_stops_short_is_asked_for_again(routes, store, connections):
+    texts = long_batches(70)
+    stream_id = a_stream(store, *texts)
+    routes.handle(ws_event("subscribe", "c1", {"action": "subscribe", "streamId": stream_id}))
+    snapshot, *backlog = connections.received["c1"]
+    view = StreamView(stream_id, awaiting_snapshot=True)
+    for message in [snapshot, *backlog[:3], *backlog[4:]]:  # one delta lost
+        assert view.apply(message) is None
+    assert view.waiting_for_backlog
+    request = view.resync()  # what `follow` does after BACKLOG_WAIT_SECONDS
+    assert request == protocol.subscribe_request(stream_id, snapshot["seq"] + 3)
+    assert view.resync() is None  # one subscribe in flight at a time
+    connections.received["c1"].clear()
+    routes.handle(ws_event("subscribe", "c1", dict(request)))
+    for message in connections.received["c1"]:
+        view.apply(message)
+    assert view.text == "".join(texts) and view.resubscribes == 1

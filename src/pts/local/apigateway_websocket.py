@@ -118,7 +118,7 @@ class RouteSelector:
             return None
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON to API Gateway either: `$default`
             return None
         selected = []
         for part in self._parts:

@@ -51,6 +51,7 @@ process ends: one thread that lives as long as the process makes it mean the pro
 def _spawn(command: list[str], **options: Any) -> subprocess.Popen[bytes]:
     """A sandbox process (`pts.local.sandbox`) that dies with this one."""
     launcher = [sys.executable, "-m", "pts.local.sandbox", str(os.getpid())]
+
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen([*launcher, *command], **options)
 

@@ -83,15 +83,6 @@ class Template:
         defaults = self.body.get("Globals", {}).get("Function", {})
         shared_env = defaults.get("Environment", {}).get("Variables", {})
         functions = {}
-        refs = self.parameter_defaults()
-
-        def number(value: Any) -> int:
-            """A literal, or a `Ref` to a parameter (as deployed with its default)."""
-            resolved = self.resolve(value, refs)
-            if resolved is None:
-                raise ValueError(f"cannot resolve {value!r} locally")
-            return int(resolved)
-
         for name, props in self.of_type("AWS::Serverless::Function").items():
             env = {**shared_env, **props.get("Environment", {}).get("Variables", {})}
             functions[name] = Function(
@@ -100,10 +91,17 @@ class Template:
                 handler=props.get("Handler", defaults.get("Handler", "")),
                 environment=env,
                 events=props.get("Events", {}),
-                memory_size=number(props.get("MemorySize", defaults.get("MemorySize", 128))),
-                timeout=number(props.get("Timeout", defaults.get("Timeout", 3))),
+                memory_size=self._number(props.get("MemorySize", defaults.get("MemorySize", 128))),
+                timeout=self._number(props.get("Timeout", defaults.get("Timeout", 3))),
             )
         return functions
+
+    def _number(self, value: Any) -> int:
+        """A numeric property, which may be a `Ref` to a parameter (its default, locally)."""
+        resolved = self.resolve(value, self.parameter_defaults())
+        if resolved is None:
+            raise ValueError(f"cannot resolve {value!r} locally")
+        return int(resolved)
 
     def resolve(self, value: Any, refs: Mapping[str, str]) -> str | None:
         """A value with `Ref`s resolved from `refs`; None if it needs anything else."""

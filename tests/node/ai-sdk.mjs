@@ -1,0 +1,94 @@
+// The Vercel AI SDK against a running stack: `node ai-sdk.mjs HTTP_URL PROMPT...`.
+//
+// Each prompt is sent the way `useChat` sends it: `AbstractChat` (the class `useChat` wraps)
+// with its default transport, `DefaultChatTransport`, mapped onto `POST /chats` +
+// `POST /chat-stream` by the `prepareSendMessagesRequest` that the README shows. The SDK parses
+// our server-sent events with its own schema and reader; this script only reports what the
+// chat ended with, one JSON line per prompt, for tests/integration/test_ai_sdk.py to check.
+
+import { AbstractChat, DefaultChatTransport } from "ai";
+
+const [httpUrl, ...prompts] = process.argv.slice(2);
+
+/** The transport as docs/protocol.md documents it (plus a record of the parts it parsed). */
+function ptsTransport(base, created) {
+  return new RecordingTransport({
+    api: `${base}/chat-stream`,
+    async prepareSendMessagesRequest({ messages }) {
+      const prompt = messages
+        .at(-1)
+        .parts.filter((part) => part.type === "text")
+        .map((part) => part.text)
+        .join("");
+      const response = await fetch(`${base}/chats`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ prompt }),
+      });
+      if (!response.ok) throw new Error((await response.json()).error);
+      const { streamId, driveToken } = await response.json();
+      created.push(streamId);
+      return {
+        headers: { Accept: "text/event-stream", Authorization: `Bearer ${driveToken}` },
+        body: { streamId },
+      };
+    },
+  });
+}
+
+/** `DefaultChatTransport`, also keeping the type of each part its parser let through. */
+class RecordingTransport extends DefaultChatTransport {
+  parts = [];
+
+  processResponseStream(stream) {
+    const parts = this.parts;
+    return super.processResponseStream(stream).pipeThrough(
+      new TransformStream({
+        transform(part, controller) {
+          parts.push(part.type);
+          controller.enqueue(part);
+        },
+      }),
+    );
+  }
+}
+
+/** The smallest `ChatState`: what `useChat` keeps in React state, kept in plain fields. */
+class PlainState {
+  status = "ready";
+  error = undefined;
+  messages = [];
+  pushMessage = (message) => { this.messages = [...this.messages, message]; };
+  popMessage = () => { this.messages = this.messages.slice(0, -1); };
+  replaceMessage = (index, message) => {
+    this.messages = this.messages.map((m, i) => (i === index ? message : m));
+  };
+  snapshot = (thing) => structuredClone(thing);
+}
+
+class Chat extends AbstractChat {}
+
+for (const prompt of prompts) {
+  const created = [];
+  const transport = ptsTransport(httpUrl, created);
+  let finished = null;
+  const chat = new Chat({
+    transport,
+    state: new PlainState(),
+    onFinish: ({ isError, isAbort, finishReason }) => { finished = { isError, isAbort, finishReason }; },
+  });
+  await chat.sendMessage({ text: prompt });
+  const reply = chat.messages.at(-1);
+  console.log(JSON.stringify({
+    prompt,
+    streamId: created[0] ?? null,
+    messageId: reply?.role === "assistant" ? reply.id : null,
+    text: reply?.role === "assistant"
+      ? reply.parts.filter((p) => p.type === "text").map((p) => p.text).join("")
+      : null,
+    status: chat.status,
+    error: chat.error?.message ?? null,
+    parts: transport.parts,
+    finished,
+  }));
+}
