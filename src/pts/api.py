@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from html import escape as html_escape
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -37,7 +37,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from pts import sse
-from pts.auth import KeysUnavailable, Unauthorized, Verifier
 from pts.config import Settings
 from pts.driver import StreamDriver
 from pts.model import ANONYMOUS, Chat, Stream
@@ -50,6 +49,10 @@ from pts.storage import (
     StreamStore,
     TooManyActiveStreams,
 )
+
+if TYPE_CHECKING:
+    # Imported where jwt mode needs it: `none` starts without JOSE and its native crypto.
+    from pts.auth import Verifier
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +182,8 @@ class Api:
         """The caller's `sub`: `anonymous` in `none` mode, else from a verified JWT (401)."""
         if self.verifier is None:
             return ANONYMOUS
+        from pts.auth import KeysUnavailable, Unauthorized
+
         try:
             header = request.headers.get("authorization")
             identity = await asyncio.to_thread(self.verifier.verify_bearer, header)
@@ -456,6 +461,8 @@ def create_app(
     )
     source = source or load_source(settings.source, settings.extra)
     if verifier is None and settings.auth == "jwt":
+        from pts.auth import Verifier
+
         verifier = Verifier.from_env({**settings.extra, "PTS_AUTH": "jwt"})
     api = Api(settings, store, source, verifier)
 
