@@ -66,7 +66,7 @@ def forged(issuer: LocalIssuer) -> dict[str, str | None]:
         "missing": None,
         "empty": "",
         "not bearer": f"Basic {b64(b'alice:secret')}",
-        "bearer without token": "Bearer ",
+        "bearer without token": "Bearer",
         "malformed": "Bearer not-a-jwt",
         "three garbage parts": "Bearer a.b.c",
         "huge": "Bearer " + "a" * 20_000,

@@ -38,7 +38,12 @@ def running_stack(environment: dict[str, str] | None = None) -> Iterator[Running
     saved = dict(os.environ)
     os.environ.update({**TEST_ENVIRONMENT, **(environment or {})})
     options = StackOptions(
-        http_port=0, ws_port=0, sweep_interval=0.5, table_prefix=f"t{uuid.uuid4().hex[:8]}"
+        http_port=0,
+        ws_port=0,
+        sweep_interval=0.5,
+        table_prefix=f"t{uuid.uuid4().hex[:8]}",
+        auth=os.environ.get("PTS_AUTH", "none"),  # jwt: the local issuer on a free port too
+        issuer_port=0,
     )
     stack = LocalStack(options)
     loop = asyncio.new_event_loop()
