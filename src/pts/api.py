@@ -16,6 +16,7 @@ anybody else's private stream is `404`, exactly as if it did not exist.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -137,12 +138,17 @@ def _client_module() -> Path:
     return Path(__file__).resolve().parents[2] / "clients" / "js" / "src"
 
 
-def _page_policy(nonce: str, ws_url: str | None) -> str:
-    """The chat page's Content-Security-Policy: its own script and style, its own APIs."""
+def _page_policy(nonce: str, ws_url: str | None, token_endpoint: str | None = None) -> str:
+    """The chat page's Content-Security-Policy: its own script and style, its own APIs (and,
+    with sign-in, the issuer's token endpoint, where it redeems its code)."""
     connect = "'self'"
     if ws_url:
         url = urlsplit(ws_url)
         if url.scheme in ("ws", "wss") and url.netloc:
+            connect += f" {url.scheme}://{url.netloc}"
+    if token_endpoint:
+        url = urlsplit(token_endpoint)
+        if url.scheme in ("http", "https") and url.netloc:
             connect += f" {url.scheme}://{url.netloc}"
     return (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
@@ -175,6 +181,7 @@ class Api:
         self.source = source
         self.verifier = verifier
         self.drivers: dict[str, StreamDriver] = {}
+        self._sign_in: dict[str, str] | None = None
 
     # -- who is calling ----------------------------------------------------------------
 
@@ -235,10 +242,40 @@ class Api:
         html = resources.files("pts.web").joinpath("index.html").read_text("utf-8")
         ws_url = html_escape(self.settings.ws_url or "", quote=True)
         nonce = secrets.token_urlsafe(18)
-        html = html.replace("{{PTS_WS_URL}}", ws_url).replace("{{CSP_NONCE}}", nonce)
-        return HTMLResponse(
-            html, headers={"Content-Security-Policy": _page_policy(nonce, self.settings.ws_url)}
+        sign_in = await self._sign_in_config()
+        html = (
+            html.replace("{{PTS_WS_URL}}", ws_url)
+            .replace("{{CSP_NONCE}}", nonce)
+            .replace("{{PTS_SIGN_IN}}", html_escape(json.dumps(sign_in) if sign_in else ""))
         )
+        token_endpoint = (sign_in or {}).get("tokenEndpoint")
+        policy = _page_policy(nonce, self.settings.ws_url, token_endpoint)
+        return HTMLResponse(html, headers={"Content-Security-Policy": policy})
+
+    async def _sign_in_config(self) -> dict[str, str] | None:
+        """What the page needs to sign in (`jwt` mode): the issuer, the page's client id (the
+        first audience) and the endpoints from the issuer's discovery document, fetched once.
+        `{"issuer", "clientId"}` alone while the issuer cannot be reached (the page says so)."""
+        if self.verifier is None:
+            return None
+        if self._sign_in is not None:
+            return self._sign_in
+        from pts.auth import KeysUnavailable
+
+        issuer = self.verifier.issuer
+        config = {"issuer": issuer, "clientId": self.settings.sign_in_client_id or ""}
+        try:
+            discovery = await asyncio.to_thread(self.verifier.keys.discovery)
+        except KeysUnavailable as error:
+            logger.warning("cannot read the issuer's discovery document: %s", error)
+            return config
+        if not isinstance(discovery, dict):
+            return config
+        authorize, token = discovery.get("authorization_endpoint"), discovery.get("token_endpoint")
+        if not (isinstance(authorize, str) and isinstance(token, str)):
+            return config
+        self._sign_in = {**config, "authorizationEndpoint": authorize, "tokenEndpoint": token}
+        return self._sign_in
 
     async def create_chat(self, request: Request) -> Response:
         body = await _json_object(request)
@@ -484,6 +521,7 @@ def create_app(
         # and the JavaScript client that the page uses (clients/js/src).
         Mount("/static/vendor", StaticFiles(packages=[("pts.web", "vendor")])),
         Mount("/static/client", StaticFiles(directory=_client_module())),
+        Mount("/static/app", StaticFiles(packages=[("pts.web", "app")])),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: _http_error,

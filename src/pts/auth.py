@@ -149,6 +149,11 @@ class IssuerKeys:
     def discovery_url(self) -> str:
         return self.issuer.rstrip("/") + "/.well-known/openid-configuration"
 
+    def discovery(self) -> Any:
+        """The issuer's OpenID discovery document (the chat page signs in with its
+        endpoints); `KeysUnavailable` if it cannot be fetched."""
+        return self._fetch(self.discovery_url)
+
     def key(self, kid: str, alg: str) -> Key:
         """The signing key named `kid`, usable with `alg`; refetches the JWKS if needed."""
         if not self._stale():

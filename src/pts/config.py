@@ -54,6 +54,8 @@ class Settings:
     """Streams `pending` or `streaming` one user may have at once (`429` beyond;
     `PTS_MAX_ACTIVE_STREAMS_PER_USER`): 3 unless set with `PTS_AUTH=jwt`, no limit unless set
     with `none` (everybody is one user there), 0 = no limit."""
+    sign_in_client_id: str | None = None
+    """The chat page's client id at the issuer: the first of `PTS_JWT_AUDIENCE`."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """The whole environment, for sources that read their own variables."""
 
@@ -83,6 +85,7 @@ class Settings:
             ws_management_url=env.get("PTS_WS_MANAGEMENT_URL") or None,
             ws_url=env.get("PTS_WS_URL") or None,
             auth=auth,
+            sign_in_client_id=(env.get("PTS_JWT_AUDIENCE") or "").split(",")[0].strip() or None,
             max_active_streams_per_user=limit if limit > 0 else None,
             extra=dict(env),
         )

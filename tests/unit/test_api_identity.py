@@ -4,7 +4,10 @@ plus `shared`, pages of chats and an optional live-stream limit)."""
 
 from __future__ import annotations
 
+import html
+import json
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -46,7 +49,7 @@ def jwt_store(dynamodb: Any) -> StreamStore:
 @pytest.fixture
 def api(jwt_store: StreamStore, issuer: LocalIssuer) -> Iterator[TestClient]:
     verifier = Verifier(issuer.url, ["pts-chat"], fetch=issuer.fetch)
-    settings = Settings(auth="jwt", max_active_streams_per_user=3)
+    settings = Settings(auth="jwt", max_active_streams_per_user=3, sign_in_client_id="pts-chat")
     source = DemoSource(reply_tokens=20, tokens_per_second=0)
     with TestClient(create_app(settings, jwt_store, source, verifier)) as client:
         yield client
@@ -118,6 +121,29 @@ def test_open_routes_need_no_token(api: TestClient):
         headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
     )
     assert preflight.status_code == 200
+
+
+def test_the_page_is_told_how_to_sign_in(api: TestClient, issuer: LocalIssuer):
+    page = api.get("/")
+    assert page.status_code == 200
+    meta = re.search(r'<meta name="pts-sign-in" content="([^"]*)">', page.text)
+    assert meta is not None
+    config = json.loads(html.unescape(meta.group(1)))
+    assert config == {
+        "issuer": issuer.url,
+        "clientId": "pts-chat",
+        "authorizationEndpoint": f"{issuer.url}/authorize",
+        "tokenEndpoint": f"{issuer.url}/token",
+    }
+    # The page may redeem its code at the token endpoint, and connect nowhere else new.
+    policy = page.headers["content-security-policy"]
+    assert f"connect-src 'self' {issuer.url};" in policy
+
+
+def test_without_sign_in_the_page_has_no_issuer(open_api: TestClient):
+    page = open_api.get("/")
+    assert '<meta name="pts-sign-in" content="">' in page.text
+    assert "connect-src 'self';" in page.headers["content-security-policy"]
 
 
 def test_unavailable_keys_are_a_503_not_a_401(jwt_store: StreamStore):
