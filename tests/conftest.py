@@ -10,6 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from pts import aws
 from pts.local.dynamodb import create_table_request
 from pts.local.template import Template
 from pts.storage import StreamStore
@@ -28,6 +29,9 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    # The shared session caches the credentials it found first (an earlier test's, say).
+    aws.session.cache_clear()
+    aws.client.cache_clear()
 
 
 @pytest.fixture
