@@ -277,3 +277,38 @@ def test_a_key_rotation_is_picked_up_without_a_restart(
     # The old key is gone from the JWKS: once the cache is refreshed, its tokens are refused.
     # (It is refreshed now: the new kid was unknown, so the JWKS was fetched again.)
     assert_json_error(http.get("/chats", headers=auth(old)), 401)
+
+
+# -- the pts command ----------------------------------------------------------------------
+
+
+def run_pts(*argv: str, token: str | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    saved = os.environ.pop("PTS_TOKEN", None)
+    if token is not None:
+        os.environ["PTS_TOKEN"] = token
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = cli.main(list(argv))
+    finally:
+        os.environ.pop("PTS_TOKEN", None)
+        if saved is not None:
+            os.environ["PTS_TOKEN"] = saved
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_pts_chat_get_and_watch_send_pts_token(tokens: dict[str, str]):
+    status, out, err = run_pts("chat", "echo:Signed in from a terminal.", token=tokens["alice"])
+    assert status == 0, err
+    assert out == "Signed in from a terminal.\n"
+    stream_id = err.split("stream ")[1].split()[0]
+    assert run_pts("get", stream_id, token=tokens["alice"])[:2] == (0, out)
+    assert run_pts("watch", stream_id, token=tokens["alice"])[:2] == (0, out)
+    # Without a token, or as somebody else: refused, and the token never shows in errors.
+    assert run_pts("chat", "echo:anonymous")[0] == 1
+    refused, _, message = run_pts("get", stream_id, token=tokens["bob"])
+    assert refused == 1 and "404" in message
+    assert run_pts("watch", stream_id)[0] == 2  # the $connect is refused: 401
+    watched, _, message = run_pts("watch", stream_id, token=tokens["bob"])
+    assert watched == 1 and "unknown stream" in message
+    assert tokens["bob"] not in message
