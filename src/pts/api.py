@@ -206,12 +206,18 @@ class Api:
         return identity.sub
 
     async def _owned_stream(
-        self, request: Request, stream_id: str, *, missing: str = "stream"
+        self,
+        request: Request,
+        stream_id: str,
+        *,
+        missing: str = "stream",
+        sub: str | None = None,
     ) -> Stream:
         """The stream, if the caller may drive, cancel or delete it (401, 404, 403 in that
-        order): its owner in `jwt` mode (anybody else: 404), the drive token's holder else."""
+        order): its owner in `jwt` mode (anybody else: 404; `sub` if already verified), the
+        drive token's holder else."""
         if self.verifier is not None:
-            sub = await self._caller(request)
+            sub = sub or await self._caller(request)
             stream = await self.store.get_stream(stream_id) if is_valid_id(stream_id) else None
             if stream is None or stream.owner != sub:
                 raise HTTPException(404, f"unknown {missing}")
@@ -370,7 +376,7 @@ class Api:
             chat = await self.store.get_chat(chat_id)
         if chat is None or chat.owner != sub:
             raise HTTPException(404, "unknown chat")
-        stream = await self._owned_stream(request, chat.stream_id, missing="chat")
+        stream = await self._owned_stream(request, chat.stream_id, missing="chat", sub=sub)
         if not stream.status.terminal and await self._cancel(stream):
             await self._wait_until_ended(stream)
         await self.store.delete_chat(chat)

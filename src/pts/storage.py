@@ -451,22 +451,17 @@ class StreamStore:
         transaction with the count going down, so the count is exact whoever ends it (the
         driver, the API, the sweeper). A terminal status never changes again, so that
         happens once. Uncounted streams (no limit) cost the single write they always did."""
-        if self._update_if(
-            stream_id,
-            update,
-            f"({condition}) AND attribute_not_exists(counted)",
-            values,
-            names=names,
-        ):
+        uncounted = f"({condition}) AND attribute_not_exists(counted)"
+        params = self._meta_update(stream_id, update, uncounted, values, names)
+        try:
+            # On a failed condition the item as it was comes back with the error: no read.
+            self.client.update_item(**params, ReturnValuesOnConditionCheckFailure="ALL_OLD")
             return True
-        item = self.client.get_item(
-            TableName=self.table,
-            Key=serialize(stream_key(stream_id)),
-            ProjectionExpression="#o, counted",
-            ExpressionAttributeNames={"#o": "owner"},
-            ConsistentRead=True,
-        ).get("Item")
-        meta = deserialize(dict(item or {}))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            item: Any = error.response.get("Item") or {}
+            meta = deserialize(dict(item))
         if not meta.get("counted"):
             return False  # the condition failed: not a counted stream in that state
         owner = str(meta.get("owner", ANONYMOUS))

@@ -297,7 +297,9 @@ def run_pts(*argv: str, token: str | None = None) -> tuple[int, str, str]:
     return status, out.getvalue(), err.getvalue()
 
 
-def test_pts_chat_get_and_watch_send_pts_token(tokens: dict[str, str]):
+def test_pts_chat_get_and_watch_send_pts_token(jwt_stack: RunningStack):
+    # Fresh tokens: the rotation test may have retired the module's key.
+    tokens = {user: _pts_token(user) for user in ("alice", "bob")}
     status, out, err = run_pts("chat", "echo:Signed in from a terminal.", token=tokens["alice"])
     assert status == 0, err
     assert out == "Signed in from a terminal.\n"

@@ -1,5 +1,6 @@
 """template.yaml: valid SAM, valid CloudFormation once transformed, and the properties the
-architecture depends on (SPEC §3) actually present in what CloudFormation would deploy.
+architecture depends on (docs/architecture.md) actually present in what CloudFormation would
+deploy.
 
 Nothing here calls AWS: `sam validate` runs with `--lint` only (without it SAM CLI asks IAM
 for managed policies), and AWS endpoints point at a closed port to prove it.
