@@ -7,7 +7,7 @@
 - **Full-body re-send** (Convex's behaviour): on every write, every viewer gets the whole body
   so far. `fullbody_messages` counts what that sends for a given sequence of batches: ours
   (the records our run wrote) or Convex's own cut (`convex_batches`: a write whenever a piece
-  contains `.`, `!` or `?`, SPEC §1).
+  contains `.`, `!` or `?`).
 - **HTTP-only**: the same app and driver with `NullWrites`, a store that persists nothing;
   `SlowWrites` injects latency into every write instead.
 """
@@ -17,9 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import count, repeat
 from typing import Any
 
 from bench.metering import DynamoMeter, Tally, Usage
@@ -33,16 +31,14 @@ WEBSOCKET_BILLING_UNIT = 32 * 1024
 # -- per-token writes ------------------------------------------------------------------
 
 
-def replay_per_token(store: StreamStore, pieces: Sequence[str], workers: int = 1) -> str:
-    """Persist `pieces` one write each, as a per-token persister would; the stream id.
-
-    `workers` > 1 issues the appends concurrently: the same requests, sooner.
-    """
+def replay_per_token(store: StreamStore, pieces: Sequence[str]) -> str:
+    """Persist `pieces` one write each, in order (a stream takes only its next batch), as a
+    per-token persister would; the stream id."""
     chat, _ = store.create_chat("per-token baseline")
     store.claim(chat.stream_id)
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(store.append, repeat(chat.stream_id), count(1), pieces))
-    store.finish(chat.stream_id, Status.DONE, len(pieces))
+    for seq, piece in enumerate(pieces, start=1):
+        store.append(chat.stream_id, seq, piece)
+    store.finish(chat.stream_id, Status.DONE)
     return chat.stream_id
 
 

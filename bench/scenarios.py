@@ -233,7 +233,7 @@ def measure_per_token(bench: Bench, check_pieces: int = 200) -> dict[str, Any]:
     pieces = bench.workload.pieces
     dry = baselines.dry_per_token(bench.meter, table, pieces)
     bench.meter.reset()
-    stream_id = baselines.replay_per_token(bench.stack.store(), pieces[:check_pieces], workers=4)
+    stream_id = baselines.replay_per_token(bench.stack.store(), pieces[:check_pieces])
     measured = bench.meter.usage()
     forget(bench, stream_id)
     check = baselines.dry_per_token(bench.meter, table, pieces[:check_pieces])

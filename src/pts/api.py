@@ -37,12 +37,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from pts import sse
+from pts import sse, threads
 from pts.config import Settings
 from pts.driver import StreamDriver
 from pts.model import ANONYMOUS, Chat, Stream
 from pts.protocol import Status, is_valid_id, load_json
-from pts.sources import GenerationRequest, Source, aiter_source, load_source
+from pts.resume import StoredReply
+from pts.sources import GenerationRequest, Source, Turn, aiter_source, history_budget, load_source
 from pts.storage import (
     MAX_PAGE,
     AsyncStreamStore,
@@ -119,6 +120,26 @@ def _identifier(value: object, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise HTTPException(400, f"{name} must be a non-empty string")
     return value
+
+
+def _thread_id(value: object) -> str | None:
+    """`threadId` of `POST /chats` or `GET /chats`: absent or null (None), else a non-empty
+    string (one that breaks the id rule is then looked up as unknown, like any id)."""
+    if value is None:
+        return None
+    return _identifier(value, "threadId")
+
+
+def chat_json(chat: Chat) -> dict[str, Any]:
+    """A chat as `GET /chats` lists it."""
+    return {
+        "chatId": chat.chat_id,
+        "prompt": chat.prompt,
+        "streamId": chat.stream_id,
+        "createdAt": chat.created_at,
+        "threadId": chat.thread_id,
+        "shared": chat.shared,
+    }
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -294,18 +315,33 @@ class Api:
         shared = body.get("shared", False)
         if not isinstance(shared, bool):
             raise HTTPException(400, "shared must be true or false")
+        thread_id = _thread_id(body.get("threadId"))
         owner = await self._caller(request)
+        # Another user's thread is unknown: continuing it would hand its history to a stranger.
+        if thread_id is not None and not (
+            is_valid_id(thread_id) and await self.store.thread_owner(thread_id) == owner
+        ):
+            raise HTTPException(404, "unknown thread")
         try:
-            chat, token = await self.store.create_chat(prompt, owner=owner, shared=shared)
+            chat, token = await self.store.create_chat(
+                prompt, thread_id=thread_id, owner=owner, shared=shared
+            )
         except TooManyActiveStreams as error:
             raise HTTPException(429, str(error), {"Retry-After": "5"}) from None
         return JSONResponse(
-            {"chatId": chat.chat_id, "streamId": chat.stream_id, "driveToken": token},
+            {
+                "chatId": chat.chat_id,
+                "streamId": chat.stream_id,
+                "driveToken": token,
+                "threadId": chat.thread_id,
+            },
             status_code=201,
         )
 
     async def list_chats(self, request: Request) -> Response:
         """The caller's newest chats, oldest first; `cursor` pages back to older ones."""
+        if "threadId" in request.query_params:
+            return await self.list_thread(request)
         limit = _page_size(request)
         cursor = request.query_params.get("cursor") or None
         owner = await self._caller(request)
@@ -313,7 +349,25 @@ class Api:
             page = await self.store.chat_page(owner, limit=limit, cursor=cursor)
         except BadCursor as error:
             raise HTTPException(400, str(error)) from None
-        return JSONResponse({"chats": [_chat_json(c) for c in page.chats], "cursor": page.cursor})
+        return JSONResponse({"chats": [chat_json(c) for c in page.chats], "cursor": page.cursor})
+
+    async def list_thread(self, request: Request) -> Response:
+        """`GET /chats?threadId=…`: one thread's chats, oldest first (none: an empty list)."""
+        thread_id = _thread_id(request.query_params["threadId"])
+        sub = await self._caller(request)
+        chats: list[Chat] = []
+        if thread_id is not None and is_valid_id(thread_id):
+            chats = await self.store.list_thread(thread_id)
+        # Somebody else's thread lists as no thread at all.
+        chats = [c for c in chats if c.owner == sub]
+        return JSONResponse({"chats": [chat_json(c) for c in chats]})
+
+    async def _history(self, chat: Chat | None) -> tuple[Turn, ...]:
+        """The earlier turns of the chat's thread that the source is given."""
+        if chat is None:
+            return ()
+        budget = history_budget(self.source)
+        return await asyncio.to_thread(threads.history, self.store.sync, chat, budget)
 
     async def drive(self, request: Request) -> Response:
         body = await _json_object(request)
@@ -326,13 +380,16 @@ class Api:
         chat = None
         if stream.chat_id:
             chat = await self.store.get_chat(stream.chat_id)
-        request_ = GenerationRequest(chat.prompt if chat else "", stream_id, stream.chat_id)
+        request_ = GenerationRequest(
+            chat.prompt if chat else "", stream_id, stream.chat_id, await self._history(chat)
+        )
         driver = StreamDriver(
             self.store,
             stream_id,
             aiter_source(self.source, request_),
             max_delay=self.settings.batch_max_delay,
             max_bytes=self.settings.batch_max_bytes,
+            heartbeat_interval=self.settings.idle_timeout / 4,
         )
         self.drivers[stream_id] = driver
         task = driver.start()
@@ -360,6 +417,23 @@ class Api:
             payload["error"] = body.error or "unknown error"
         return JSONResponse(payload)
 
+    async def resume(self, request: Request) -> Response:
+        """`GET /streams/{streamId}/events`: the stream as the AI SDK's UI message stream, for
+        `useChat`'s resume: its stored text, the rest as it is persisted, then how it ended.
+        `204` while it is `pending`: nobody drives it, so there is nothing to resume."""
+        stream_id = request.path_params["stream_id"]
+        sub = await self._caller(request)
+        tail = None
+        if is_valid_id(stream_id):
+            tail = await self.store.read_batches(stream_id)
+        if tail is None or not tail.stream.readable_by(sub):
+            raise HTTPException(404, "unknown stream")
+        if tail.stream.status is Status.PENDING:
+            return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        reply = StoredReply(self.store, stream_id, tail)
+        events = sse.ui_message_stream(stream_id, reply.pieces(), reply.outcome)
+        return StreamingResponse(events, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+
     async def cancel(self, request: Request) -> Response:
         stream = await self._owned_stream(request, request.path_params["stream_id"])
         if not await self._cancel(stream):
@@ -377,10 +451,14 @@ class Api:
         if chat is None or chat.owner != sub:
             raise HTTPException(404, "unknown chat")
         stream = await self._owned_stream(request, chat.stream_id, missing="chat", sub=sub)
+        # A live stream ends first (viewers get `cancelled`); once it has ended, nothing its
+        # driver may still try to write is stored, so the delete cannot leave an orphan.
         if not stream.status.terminal and await self._cancel(stream):
             await self._wait_until_ended(stream)
         await self.store.delete_chat(chat)
-        return Response(status_code=204)
+        # Not an empty 204: an empty streamed body through Lambda Web Adapter can hang until
+        # the function times out.
+        return JSONResponse({"deleted": chat.chat_id})
 
     # -- cancelling --------------------------------------------------------------------
 
@@ -404,8 +482,9 @@ class Api:
             if current is None or current.status.terminal:
                 return
             await asyncio.sleep(0.1)
-        # Its driver is gone (a crashed instance): end the stream on its behalf.
-        await self.store.finish(stream.stream_id, Status.CANCELLED, stream.seq)
+        # Its driver is gone (a crashed instance): end the stream on its behalf. Should the
+        # driver be merely frozen, what it writes when it thaws is refused.
+        await self.store.finish(stream.stream_id, Status.CANCELLED)
 
     async def shutdown(self) -> None:
         """Stop live streams cleanly: each is flushed and stored as `cancelled`."""
@@ -413,16 +492,6 @@ class Api:
         for driver in drivers:
             driver.cancel()
         await asyncio.gather(*(d.start() for d in drivers), return_exceptions=True)
-
-
-def _chat_json(chat: Chat) -> dict[str, Any]:
-    return {
-        "chatId": chat.chat_id,
-        "prompt": chat.prompt,
-        "streamId": chat.stream_id,
-        "createdAt": chat.created_at,
-        "shared": chat.shared,
-    }
 
 
 # -- the app ----------------------------------------------------------------------------
@@ -523,6 +592,7 @@ def create_app(
         Route("/chat-stream", api.drive, methods=["POST"]),
         Route("/streams/{stream_id}", api.get_stream, methods=["GET"]),
         Route("/streams/{stream_id}/cancel", api.cancel, methods=["POST"]),
+        Route("/streams/{stream_id}/events", api.resume, methods=["GET"]),
         # The page's vendored libraries (scripts/vendor-web.sh), shipped inside the package,
         # and the JavaScript client that the page uses (clients/js/src).
         Mount("/static/vendor", StaticFiles(packages=[("pts.web", "vendor")])),

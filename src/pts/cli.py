@@ -1,4 +1,9 @@
-"""`pts`: run the local stack, and drive, watch or read streams from a terminal."""
+"""`pts`: run the local stack, and drive, watch or read streams from a terminal.
+
+The URLs come from `PTS_HTTP_URL` / `PTS_WS_URL` (the local stack's by default), or, with
+`--stack-name NAME`, from a deployed stack's CloudFormation outputs (`StreamFunctionUrl`,
+`WebSocketUrl`), read with the usual AWS credentials and region.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
+from botocore.exceptions import BotoCoreError, ClientError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from pts.client import StreamView, follow
@@ -52,6 +60,52 @@ def _with_token(ws_url: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where the HTTP API and the WebSocket API are."""
+
+    http_url: str
+    ws_url: str
+
+
+class StackError(Exception):
+    """The stack, or the outputs it should have, could not be read."""
+
+
+STACK_OUTPUTS = ("StreamFunctionUrl", "WebSocketUrl")
+"""The outputs of template.yaml that `--stack-name` reads, in `Endpoints` order."""
+
+
+def stack_endpoints(stack_name: str, *, region: str | None = None, client: Any = None) -> Endpoints:
+    """The URLs of a deployed stack, from its CloudFormation outputs."""
+    if client is None:
+        import boto3
+
+        client = boto3.session.Session().client("cloudformation", region_name=region)
+    try:
+        stacks = client.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as error:
+        message = error.response.get("Error", {}).get("Message", str(error))
+        raise StackError(f"stack {stack_name!r}: {message}") from error
+    except BotoCoreError as error:  # no credentials, no region, no network
+        raise StackError(f"stack {stack_name!r}: {error}") from error
+    outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in stacks[0].get("Outputs", [])}
+    missing = [name for name in STACK_OUTPUTS if not outputs.get(name)]
+    if missing:
+        raise StackError(
+            f"stack {stack_name!r} has no output {', '.join(missing)} "
+            f"(status {stacks[0].get('StackStatus', 'unknown')}): is it this project's stack?"
+        )
+    http_url, ws_url = (outputs[name] for name in STACK_OUTPUTS)
+    return Endpoints(http_url.rstrip("/"), ws_url)
+
+
+def _endpoints(args: argparse.Namespace) -> Endpoints:
+    if args.stack_name:
+        return stack_endpoints(args.stack_name, region=args.region)
+    return Endpoints(_http_url(), _ws_url())
+
+
 def _fail(response: httpx.Response) -> int:
     try:
         message = response.json().get("error", response.text)
@@ -85,13 +139,19 @@ def dev(args: argparse.Namespace) -> int:
 
 
 def chat(args: argparse.Namespace) -> int:
-    base = _http_url()
+    base = args.http_url
     with httpx.Client(timeout=httpx.Timeout(10, read=None)) as client:
-        created = client.post(f"{base}/chats", json={"prompt": args.prompt}, headers=_auth())
+        body = {"prompt": args.prompt}
+        if args.thread:
+            body["threadId"] = args.thread
+        created = client.post(f"{base}/chats", json=body, headers=_auth())
         if created.status_code != 201:
             return _fail(created)
         ids = created.json()
-        print(f"# chat {ids['chatId']} stream {ids['streamId']}", file=sys.stderr)
+        print(
+            f"# chat {ids['chatId']} stream {ids['streamId']} thread {ids.get('threadId')}",
+            file=sys.stderr,
+        )
         with client.stream(
             "POST",
             f"{base}/chat-stream",
@@ -113,7 +173,7 @@ def chat(args: argparse.Namespace) -> int:
 
 
 def get(args: argparse.Namespace) -> int:
-    response = httpx.get(f"{_http_url()}/streams/{args.stream_id}", headers=_auth(), timeout=10)
+    response = httpx.get(f"{args.http_url}/streams/{args.stream_id}", headers=_auth(), timeout=10)
     if response.status_code != 200:
         return _fail(response)
     body = response.json()
@@ -135,9 +195,10 @@ def _print_live(text: str) -> None:
 class Watch:
     """`pts watch`: `pts.client.follow` printing as it goes, then the stream's outcome."""
 
-    def __init__(self, url: str, stream_id: str) -> None:
+    def __init__(self, url: str, stream_id: str, http_url: str | None = None) -> None:
         self.url = url
         self.stream_id = stream_id
+        self.http_url = http_url or _http_url()
 
     def run(self) -> int:
         try:
@@ -167,7 +228,7 @@ class Watch:
             return ""
         try:
             response = httpx.get(
-                f"{_http_url()}/streams/{view.stream_id}", headers=_auth(), timeout=5
+                f"{self.http_url}/streams/{view.stream_id}", headers=_auth(), timeout=5
             )
             return f": {response.json().get('error', '')}"
         except (httpx.HTTPError, ValueError):
@@ -176,7 +237,7 @@ class Watch:
 
 def watch(args: argparse.Namespace) -> int:
     try:
-        return Watch(_ws_url(), args.stream_id).run()
+        return Watch(args.ws_url, args.stream_id, args.http_url).run()
     except KeyboardInterrupt:
         sys.stdout.write("\n")
         return 130
@@ -190,7 +251,7 @@ def token(args: argparse.Namespace) -> int:
     issuer = os.environ.get("PTS_ISSUER_URL", ISSUER_URL)
     client_id = os.environ.get("PTS_JWT_CLIENT_ID", CLIENT_ID)
     try:
-        tokens = sign_in(issuer, args.user, client_id, f"{_http_url()}/")
+        tokens = sign_in(issuer, args.user, client_id, f"{args.http_url}/")
     except (RuntimeError, httpx.HTTPStatusError) as error:
         print(f"pts: {error}", file=sys.stderr)
         return 1
@@ -202,11 +263,23 @@ def token(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pts", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="pts", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--stack-name",
+        help="a deployed stack: its outputs give the URLs (instead of PTS_HTTP_URL/PTS_WS_URL)",
+    )
+    parser.add_argument("--region", help="the stack's region (default: the AWS configuration's)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("dev", help="run the whole stack locally").set_defaults(func=dev)
     chat_parser = commands.add_parser("chat", help="create a chat, drive it, print the reply")
     chat_parser.add_argument("prompt")
+    chat_parser.add_argument(
+        "--thread",
+        metavar="THREAD_ID",
+        help="continue this conversation (a threadId shown before)",
+    )
     chat_parser.set_defaults(func=chat)
     watch_parser = commands.add_parser(
         "watch", help="print a stream's text so far, then the rest live, until it ends"
@@ -223,11 +296,18 @@ def main(argv: list[str] | None = None) -> int:
     token_parser.add_argument("--user", required=True, help="who to be (becomes the sub)")
     token_parser.set_defaults(func=token)
     args = parser.parse_args(argv)
+    if args.func is not dev:
+        try:
+            endpoints = _endpoints(args)
+        except StackError as error:
+            print(f"pts: {error}", file=sys.stderr)
+            return 2
+        args.http_url, args.ws_url = endpoints.http_url, endpoints.ws_url
     try:
         command: Callable[[argparse.Namespace], int] = args.func
         return command(args)
     except httpx.TransportError as error:
-        print(f"pts: cannot reach {_http_url()}: {error}", file=sys.stderr)
+        print(f"pts: cannot reach {args.http_url}: {error}", file=sys.stderr)
         return 2
 
 

@@ -1,7 +1,8 @@
 """Fan-out: DynamoDB stream records → `delta` and `status` messages → every subscriber.
 
 Each new batch item becomes one `delta` built from the record's `NewImage` (no read of the
-text); a stream's move to a final status becomes one `status`. Records are grouped by
+text); a stream's move to a final status becomes one `status` (with the error message, for
+an `error` stream). Records are grouped by
 stream, so one Query finds a stream's viewers; each viewer gets its messages in order while
 viewers are served concurrently from a bounded thread pool (boto3 clients are thread-safe).
 
@@ -64,7 +65,7 @@ def message_of(record: DynamoDBRecord) -> Outgoing | None:
         message = protocol.delta_message(image["streamId"], int(image["seq"]), image["text"])
     elif kind == "stream" and protocol.is_terminal(image.get("status")):
         message = protocol.status_message(
-            image["streamId"], image["status"], int(image.get("seq", 0))
+            image["streamId"], image["status"], int(image.get("seq", 0)), image.get("error")
         )
     else:
         return None

@@ -5,7 +5,8 @@ Streams table: a chat is `pk = CHAT#{chatId}, sk = CHAT`; a stream's meta item
 `STREAM#{streamId}`, and `BATCH#…` sorts before `META`, so one consistent Query returns a body
 (or the part after a sequence number) together with the stream's status. Chats also carry
 `chatOwner` (the owner's `sub`), the partition of the `ChatsByOwner` index: one partition per
-user, so listing a user's chats reads nobody else's and no partition is everybody's.
+user, so listing a user's chats reads nobody else's and no partition is everybody's; and
+`threadId`, the partition of the `ChatsByThread` index (a thread's chats by `createdAt`).
 A user's count of live streams is `pk = USER#{sub}, sk = ACTIVE` (the abuse limit).
 
 Connections table: one item per (stream, viewer), `pk = STREAM#{streamId}`,

@@ -24,6 +24,9 @@ class Chat:
     prompt: str
     stream_id: str
     created_at: str
+    thread_id: str | None = None
+    """The conversation it belongs to: the id of the thread's first chat (so a chat that
+    starts a thread, or one stored before threads existed, is its own thread)."""
     owner: str = ANONYMOUS
     """The `sub` of whoever created it (its stream has the same owner)."""
     shared: bool = False

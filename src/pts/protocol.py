@@ -141,12 +141,13 @@ class DeltaMessage(TypedDict):
 
 
 class StatusMessage(TypedDict):
-    """The stream ended; `seq` is its last batch."""
+    """The stream ended; `seq` is its last batch. An `error` stream's carries its message."""
 
     type: Literal["status"]
     streamId: str
     status: str
     seq: int
+    error: NotRequired[str]
 
 
 class ErrorMessage(TypedDict):
@@ -179,8 +180,14 @@ def delta_message(stream_id: str, seq: int, text: str) -> DeltaMessage:
     return {"type": "delta", "streamId": stream_id, "seq": seq, "text": text}
 
 
-def status_message(stream_id: str, status: str, seq: int) -> StatusMessage:
-    return {"type": "status", "streamId": stream_id, "status": status, "seq": seq}
+def status_message(
+    stream_id: str, status: str, seq: int, error: str | None = None
+) -> StatusMessage:
+    """`error` is sent only with status `error` (as `GET /streams/{id}` shows it)."""
+    message: StatusMessage = {"type": "status", "streamId": stream_id, "status": status, "seq": seq}
+    if status == Status.ERROR:
+        message["error"] = error or "unknown error"
+    return message
 
 
 def error_message(error: str, stream_id: str | None = None) -> ErrorMessage:

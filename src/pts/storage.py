@@ -1,8 +1,11 @@
 """The repository: chats, streams and batches in one DynamoDB table (see docs/architecture.md).
 
-Each state change of a stream is one named transition (`claim`, `append`, `finish`,
-`time_out`, `cancel_pending`, `request_cancel`), each one conditional write; a failed
-condition is a domain answer (False, None or `SequenceConflict`), never a `ClientError`.
+Each state change of a stream is one named transition (`claim`, `append`, `heartbeat`,
+`finish`, `time_out`, `cancel_pending`, `request_cancel`), each one conditional write; a
+failed condition is a domain answer (False, None, `SequenceConflict` or `StreamEnded`),
+never a `ClientError`. Only a `streaming` stream takes a batch, and only its next one: the
+terminal status is the authority, so once a stream has ended with `seq = n` its body is
+batches 1..n, whatever a stale driver tries to write later.
 Keys and the attribute codec live in `pts.keys`, the domain types in `pts.model`.
 `AsyncStreamStore` is the same store for coroutines: every call runs in a worker thread.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import random
 import time
@@ -23,7 +27,6 @@ from botocore.exceptions import ClientError
 
 from pts import aws
 from pts.keys import (
-    BATCH_PREFIX,
     CHAT_PREFIX,
     MAX_SEQ,
     META_SK,
@@ -66,8 +69,10 @@ __all__ = [
     "Status",
     "StorageError",
     "Stream",
+    "StreamEnded",
     "StreamStore",
     "TooManyActiveStreams",
+    "WriteContention",
     "batch_sk",
     "deserialize",
     "serialize",
@@ -86,7 +91,16 @@ class StorageError(Exception):
 
 
 class SequenceConflict(StorageError):
-    """Another writer already stored a different batch under this sequence number."""
+    """Another writer already stored a different batch under this sequence number (or the
+    batch is not the stream's next one)."""
+
+
+class StreamEnded(StorageError):
+    """The stream has ended (or was deleted): its driver must stop and write nothing more."""
+
+
+class WriteContention(Exception):
+    """A write lost a race with another write to the same item; trying again is safe."""
 
 
 class TooManyActiveStreams(StorageError):
@@ -123,6 +137,7 @@ def _chat_from_item(item: dict[str, Any]) -> Chat:
         item["prompt"],
         item["streamId"],
         item["createdAt"],
+        item.get("threadId") or item["chatId"],
         owner=item.get("chatOwner", ANONYMOUS),
         shared=bool(item.get("shared", False)),
     )
@@ -204,9 +219,17 @@ class StreamStore:
     # -- chats and streams -------------------------------------------------------------
 
     def create_chat(
-        self, prompt: str, *, owner: str = ANONYMOUS, shared: bool = False
+        self,
+        prompt: str,
+        *,
+        thread_id: str | None = None,
+        owner: str = ANONYMOUS,
+        shared: bool = False,
     ) -> tuple[Chat, str]:
         """Store a chat and its `pending` stream; return the chat and the drive token.
+
+        The chat continues `thread_id` (checked by the caller, see `thread_exists` and
+        `thread_owner`), or starts a thread of its own, whose id is the chat's.
 
         With an `active_limit`, the owner's count of live streams goes up in the same
         transaction, on condition that it is below the limit — so concurrent creates can
@@ -214,7 +237,16 @@ class StreamStore:
         marked `counted`, and the write that ends it counts it down (see `_end`).
         """
         now = self.clock()
-        chat = Chat(new_id(), prompt, new_id(), iso_time(now), owner=owner, shared=shared)
+        chat_id = new_id()
+        chat = Chat(
+            chat_id,
+            prompt,
+            new_id(),
+            iso_time(now),
+            thread_id or chat_id,
+            owner=owner,
+            shared=shared,
+        )
         token = new_token()
         counted = self.active_limit is not None
         chat_item = {
@@ -226,6 +258,7 @@ class StreamStore:
             "createdAt": chat.created_at,
             "chatOwner": owner,
             "shared": shared or None,
+            "threadId": chat.thread_id,
             "ttl": self._ttl(now),
         }
         stream_item = {
@@ -308,6 +341,51 @@ class StreamStore:
         next_cursor = _encode_cursor(deserialize(dict(last))) if last else None
         return ChatPage(chats[::-1], next_cursor)
 
+    def list_thread(self, thread_id: str) -> list[Chat]:
+        """One thread's chats, oldest first (the `ChatsByThread` index: eventually consistent,
+        so a chat created a moment ago may be missing yet; see `thread_exists`). Chats made in
+        the same millisecond are ordered by id, the same order every time."""
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table,
+            IndexName="ChatsByThread",
+            KeyConditionExpression="threadId = :thread",
+            ExpressionAttributeValues={":thread": {"S": thread_id}},
+        )
+        chats = [_chat_from_item(deserialize(i)) for page in pages for i in page["Items"]]
+        return sorted(chats, key=lambda c: (c.created_at, c.chat_id))
+
+    def thread_exists(self, thread_id: str) -> bool:
+        """Whether a thread has this id: its first chat, read consistently (a thread's id is
+        its first chat's, so a reply can be continued the moment it was created), or, when
+        that chat was deleted, any chat left in it."""
+        first = self.get_chat(thread_id)
+        if first is not None:
+            return first.thread_id == thread_id
+        response = self.client.query(
+            TableName=self.table,
+            IndexName="ChatsByThread",
+            KeyConditionExpression="threadId = :thread",
+            ExpressionAttributeValues={":thread": {"S": thread_id}},
+            Limit=1,
+        )
+        return bool(response["Items"])
+
+    def thread_owner(self, thread_id: str) -> str | None:
+        """Who a thread belongs to (its first chat's owner, or, when that chat was deleted,
+        any chat's left in it); None if there is no such thread."""
+        first = self.get_chat(thread_id)
+        if first is not None:
+            return first.owner if first.thread_id == thread_id else None
+        response = self.client.query(
+            TableName=self.table,
+            IndexName="ChatsByThread",
+            KeyConditionExpression="threadId = :thread",
+            ExpressionAttributeValues={":thread": {"S": thread_id}},
+            Limit=1,
+        )
+        items = response["Items"]
+        return str(deserialize(dict(items[0])).get("chatOwner", ANONYMOUS)) if items else None
+
     def get_chat(self, chat_id: str) -> Chat | None:
         response = self.client.get_item(
             TableName=self.table, Key=serialize(chat_key(chat_id)), ConsistentRead=True
@@ -334,11 +412,18 @@ class StreamStore:
         )
 
     def append(self, stream_id: str, seq: int, text: str) -> None:
-        """Store batch `seq`. Retrying the same batch is harmless; a different one conflicts."""
+        """Store batch `seq`, the stream's next, and make it the stream's `seq`: one
+        transaction, applied only while the stream is `streaming` and at batch `seq - 1`.
+
+        So no batch is ever stored past the end (a stale driver's write is refused), and the
+        stream item's `seq` is always its last stored batch. Retrying the same batch is
+        harmless (boto3's own retries carry the transaction's idempotency token; the
+        driver's are recognised by re-reading); a different batch under the same number
+        raises `SequenceConflict`, an ended or deleted stream `StreamEnded`.
+        """
         now = self.clock()
-        key = batch_key(stream_id, seq)
         item = {
-            **key,
+            **batch_key(stream_id, seq),
             "kind": "batch",
             "streamId": stream_id,
             "seq": seq,
@@ -346,41 +431,78 @@ class StreamStore:
             "writtenAt": int(now * 1000),
             "ttl": self._ttl(now),
         }
-        if applied(
-            lambda: self.client.put_item(
-                TableName=self.table,
-                Item=serialize(item),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        ):
-            return
-        existing = self.client.get_item(
-            TableName=self.table, Key=serialize(key), ConsistentRead=True
-        ).get("Item")
-        if existing is None or deserialize(existing).get("text") != text:
-            raise SequenceConflict(f"batch {seq} of stream {stream_id} exists")
+        values = {":streaming": Status.STREAMING.value, ":prev": seq - 1, ":seq": seq}
+        transaction: list[Any] = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": serialize(stream_key(stream_id)),
+                    "UpdateExpression": "SET seq = :seq, updatedAt = :now",
+                    "ConditionExpression": "#s = :streaming AND seq = :prev",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                    "ExpressionAttributeValues": serialize({**values, ":now": int(now)}),
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": serialize(item),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        ]
+        if not applied(lambda: self.client.transact_write_items(TransactItems=transaction)):
+            self._refused_append(stream_id, seq, text)
 
-    def finish(self, stream_id: str, status: Status, seq: int, error: str | None = None) -> bool:
-        """The driver's end: `streaming` → `status` (done, error or cancelled) at batch `seq`.
+    def _refused_append(self, stream_id: str, seq: int, text: str) -> None:
+        """Why `append` was refused: return if batch `seq` is stored with this very text (an
+        earlier try that applied), else raise what the caller must know."""
+        existing = self.client.get_item(
+            TableName=self.table, Key=serialize(batch_key(stream_id, seq)), ConsistentRead=True
+        ).get("Item")
+        if existing is not None:
+            if deserialize(existing).get("text") == text:
+                return
+            raise SequenceConflict(f"batch {seq} of stream {stream_id} exists")
+        stream = self.get_stream(stream_id)
+        if stream is None or stream.status is not Status.STREAMING:
+            state = "deleted" if stream is None else stream.status.value
+            raise StreamEnded(f"stream {stream_id} is {state}: batch {seq} refused")
+        if stream.seq != seq - 1:
+            raise SequenceConflict(
+                f"batch {seq} of stream {stream_id} is not its next (it is at {stream.seq})"
+            )
+        # Every condition holds now: the transaction lost a race (a concurrent update).
+        raise WriteContention(f"batch {seq} of stream {stream_id} raced another write")
+
+    def heartbeat(self, stream_id: str) -> bool:
+        """Keep a `streaming` stream alive while its source is silent (the sweeper times out
+        only streams whose `updatedAt` is old). False if it is no longer streaming (ended or
+        deleted): its driver must stop."""
+        return self._update_if(
+            stream_id,
+            "SET updatedAt = :now",
+            "#s = :streaming",
+            {":streaming": Status.STREAMING.value},
+        )
+
+    def finish(self, stream_id: str, status: Status, error: str | None = None) -> bool:
+        """The driver's end: `streaming` → `status` (done, error or cancelled); its `seq`
+        stays the last stored batch.
 
         False if the stream was no longer streaming (cancelled while pending, timed out).
         """
-        return self._end(stream_id, status, seq, error, "#s = :from", {":from": "streaming"})
+        return self._end(stream_id, status, error, "#s = :from", {":from": "streaming"})
 
     def time_out(
-        self,
-        stream_id: str,
-        seen: Status,
-        updated_at: float,
-        seq: int = 0,
-        error: str | None = None,
+        self, stream_id: str, seen: Status, updated_at: float, error: str | None = None
     ) -> bool:
         """The sweeper's end: `seen` → `timeout`, only if the stream has not moved since it
-        was read (same status, same `updatedAt`), so a stream that just started is spared."""
+        was read (same status, same `updatedAt`: no batch and no heartbeat since), so a
+        stream that just started, wrote or showed a sign of life is spared."""
         return self._end(
             stream_id,
             Status.TIMEOUT,
-            seq,
             error,
             "#s = :from AND updatedAt = :seen",
             {":from": seen.value, ":seen": int(updated_at)},
@@ -388,11 +510,11 @@ class StreamStore:
 
     def cancel_pending(self, stream_id: str) -> bool:
         """`pending` → `cancelled`: nobody drives it yet, so it ends at once, with no text."""
-        return self._end(stream_id, Status.CANCELLED, 0, None, "#s = :from", {":from": "pending"})
+        return self._end(stream_id, Status.CANCELLED, None, "#s = :from", {":from": "pending"})
 
     def request_cancel(self, stream_id: str) -> Status | None:
         """Ask the stream to stop: a `pending` one is cancelled at once (`cancel_pending`), a
-        `streaming` one is flagged for its driver, which polls `cancel_requested`.
+        `streaming` one is flagged for its driver, which polls `watch`.
 
         Returns the status the stream now has, or None if it had already ended.
         """
@@ -407,8 +529,9 @@ class StreamStore:
         )
         return Status.STREAMING if flagged else None
 
-    def cancel_requested(self, stream_id: str) -> bool:
-        """Whether someone asked this stream to stop (or it ended under the driver's feet)."""
+    def watch(self, stream_id: str) -> tuple[Status | None, bool]:
+        """What a driver polls for: the stream's status (None once deleted) and whether a
+        cancel was requested. One eventually consistent read of two attributes."""
         response = self.client.get_item(
             TableName=self.table,
             Key=serialize(stream_key(stream_id)),
@@ -417,20 +540,20 @@ class StreamStore:
         )
         item = deserialize(dict(response.get("Item", {})))
         status = item.get("status")
-        return bool(item.get("cancelRequested")) or status is None or Status(status).terminal
+        return (None if status is None else Status(status)), bool(item.get("cancelRequested"))
 
     def _end(
         self,
         stream_id: str,
         status: Status,
-        seq: int,
         error: str | None,
         condition: str,
         condition_values: dict[str, Any],
     ) -> bool:
-        """Move a stream to a terminal `status` (leaving the `ActiveStreams` index)."""
-        update = "SET #s = :status, seq = :seq, updatedAt = :now"
-        values: dict[str, Any] = {":status": status.value, ":seq": seq, **condition_values}
+        """Move a stream to a terminal `status` (leaving the `ActiveStreams` index). Its
+        `seq` is left alone: `append` keeps it at the last stored batch."""
+        update = "SET #s = :status, updatedAt = :now"
+        values: dict[str, Any] = {":status": status.value, **condition_values}
         names = {}
         if error is not None:
             update += ", #e = :error"
@@ -538,7 +661,10 @@ class StreamStore:
     # -- reading -----------------------------------------------------------------------
 
     def read(self, stream_id: str, after: int = 0) -> Body | None:
-        """Batches with seq > `after`, joined, plus status: one consistent, paginated Query."""
+        """Batches with seq > `after`, joined, plus status: one consistent, paginated Query.
+
+        Never a batch past the stream item's `seq` (`append` stores none, and the Query is
+        not isolated from an `append` in flight: it may see the batch before its `seq`)."""
         pages = self.client.get_paginator("query").paginate(
             TableName=self.table,
             KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :meta",
@@ -547,8 +673,7 @@ class StreamStore:
             ),
             ConsistentRead=True,
         )
-        texts: list[str] = []
-        seq = after
+        batches: list[tuple[int, str]] = []
         meta: dict[str, Any] | None = None
         for page in pages:
             for raw in page["Items"]:
@@ -556,37 +681,22 @@ class StreamStore:
                 if item["sk"] == META_SK:
                     meta = item
                 else:
-                    texts.append(item["text"])
-                    seq = int(item["seq"])
+                    batches.append((int(item["seq"]), item["text"]))
         if meta is None:
             return None
+        last = int(meta.get("seq", 0))
+        shown = [(seq, text) for seq, text in batches if seq <= last]
+        seq = shown[-1][0] if shown else after
+        text = "".join(text for _, text in shown)
         return Body(
             stream_id,
-            "".join(texts),
+            text,
             seq,
             Status(meta["status"]),
             meta.get("error"),
             owner=meta.get("owner", ANONYMOUS),
             shared=bool(meta.get("shared", False)),
         )
-
-    def last_batch(self, stream_id: str) -> tuple[int, float] | None:
-        """(seq, written at in epoch seconds) of the newest batch, None if there is none."""
-        response = self.client.query(
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :batch)",
-            ExpressionAttributeValues=serialize(
-                {":pk": stream_pk(stream_id), ":batch": BATCH_PREFIX}
-            ),
-            ScanIndexForward=False,
-            Limit=1,
-            ProjectionExpression="seq, writtenAt",
-            ConsistentRead=True,
-        )
-        if not response["Items"]:
-            return None
-        item = deserialize(dict(response["Items"][0]))
-        return int(item["seq"]), int(item["writtenAt"]) / 1000
 
     def active_streams(self, status: Status, updated_before: float) -> Iterator[tuple[str, float]]:
         """(streamId, updatedAt) of `status` streams not updated since `updated_before`."""
@@ -679,9 +789,27 @@ class AsyncStreamStore:
         self.sync = store
 
     async def create_chat(
-        self, prompt: str, *, owner: str = ANONYMOUS, shared: bool = False
+        self,
+        prompt: str,
+        *,
+        thread_id: str | None = None,
+        owner: str = ANONYMOUS,
+        shared: bool = False,
     ) -> tuple[Chat, str]:
-        return await asyncio.to_thread(self.sync.create_chat, prompt, owner=owner, shared=shared)
+        return await asyncio.to_thread(
+            functools.partial(
+                self.sync.create_chat, prompt, thread_id=thread_id, owner=owner, shared=shared
+            )
+        )
+
+    async def list_thread(self, thread_id: str) -> list[Chat]:
+        return await asyncio.to_thread(self.sync.list_thread, thread_id)
+
+    async def thread_exists(self, thread_id: str) -> bool:
+        return await asyncio.to_thread(self.sync.thread_exists, thread_id)
+
+    async def thread_owner(self, thread_id: str) -> str | None:
+        return await asyncio.to_thread(self.sync.thread_owner, thread_id)
 
     async def chat_page(
         self, owner: str = ANONYMOUS, *, limit: int = MAX_PAGE, cursor: str | None = None
@@ -703,16 +831,17 @@ class AsyncStreamStore:
     async def append(self, stream_id: str, seq: int, text: str) -> None:
         await asyncio.to_thread(self.sync.append, stream_id, seq, text)
 
-    async def finish(
-        self, stream_id: str, status: Status, seq: int, error: str | None = None
-    ) -> bool:
-        return await asyncio.to_thread(self.sync.finish, stream_id, status, seq, error)
+    async def heartbeat(self, stream_id: str) -> bool:
+        return await asyncio.to_thread(self.sync.heartbeat, stream_id)
+
+    async def finish(self, stream_id: str, status: Status, error: str | None = None) -> bool:
+        return await asyncio.to_thread(self.sync.finish, stream_id, status, error)
 
     async def request_cancel(self, stream_id: str) -> Status | None:
         return await asyncio.to_thread(self.sync.request_cancel, stream_id)
 
-    async def cancel_requested(self, stream_id: str) -> bool:
-        return await asyncio.to_thread(self.sync.cancel_requested, stream_id)
+    async def watch(self, stream_id: str) -> tuple[Status | None, bool]:
+        return await asyncio.to_thread(self.sync.watch, stream_id)
 
     async def delete_chat(self, chat: Chat) -> None:
         await asyncio.to_thread(self.sync.delete_chat, chat)

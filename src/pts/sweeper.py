@@ -2,8 +2,11 @@
 
 A driver that dies (a crashed Lambda, a lost container) leaves its stream `streaming`
 forever; a chat nobody drives stays `pending`. The sweeper runs on a schedule, reads only
-live streams (the sparse `ActiveStreams` index) and ends the stale ones, conditionally, so
-it never races a driver that is still writing.
+live streams (the sparse `ActiveStreams` index) and ends the stale ones. Alive is not idle:
+a driver bumps its stream's `updatedAt` with every batch and, while its source is silent,
+with a heartbeat, so a stale `updatedAt` means the driver is gone (or frozen). Each end is
+conditional on `updatedAt` being still the one read, so it never races a live driver; and a
+frozen driver that thaws afterwards can store nothing more (`StreamStore.append`).
 """
 
 from __future__ import annotations
@@ -37,14 +40,10 @@ def sweep(
         checked += 1
         if store.time_out(stream_id, Status.PENDING, updated_at):
             timed_out.append(stream_id)
+    silent = f"no sign of its driver for {idle_timeout:g} s"
     for stream_id, updated_at in store.active_streams(Status.STREAMING, now - idle_timeout):
         checked += 1
-        seq, last_write = store.last_batch(stream_id) or (0, updated_at)
-        if last_write >= now - idle_timeout:
-            continue
-        if store.time_out(
-            stream_id, Status.STREAMING, updated_at, seq, f"no text for {idle_timeout:.0f} s"
-        ):
+        if store.time_out(stream_id, Status.STREAMING, updated_at, silent):
             timed_out.append(stream_id)
     if timed_out:
         logger.info("timed out %d stream(s): %s", len(timed_out), timed_out)

@@ -86,7 +86,7 @@ def subscribe_replies(stream_id: str, tail: Tail, after: int) -> Iterator[protoc
     for seq, text in rest:
         yield protocol.delta_message(stream_id, seq, text)
     if status.terminal:
-        yield protocol.status_message(stream_id, status.value, tail.stream.seq)
+        yield protocol.status_message(stream_id, status.value, tail.stream.seq, tail.stream.error)
 
 
 UNAUTHORIZED = {"statusCode": 401}

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,22 @@ def test_use_chat_reads_a_reply_and_its_clean_finish(
         assert set(parts[2:-2]) == {"text-delta"}
     echoed = use_chat(node, local_stack.http_url, prompts[0])[0]
     assert echoed["text"] == prompts[0].removeprefix("echo:")
+
+
+def test_use_chat_holds_a_conversation_in_one_thread(
+    node: str, local_stack: RunningStack, http: httpx.Client
+):
+    prompts = ["echo:Remember: heron.", "echo:And egret.", "history: which birds?"]
+    first, second, third = use_chat(node, local_stack.http_url, "--one-chat", *prompts)
+    assert first["threadId"] == second["threadId"] == third["threadId"]
+    assert third["text"] == (
+        "user: echo:Remember: heron.\nassistant: Remember: heron.\n"
+        "user: echo:And egret.\nassistant: And egret.\n"
+        "user: history: which birds?"
+    )
+    assert third["parts"][-2:] == ["text-end", "finish"]
+    listed = http.get("/chats", params={"threadId": first["threadId"]}).json()["chats"]
+    assert [c["streamId"] for c in listed] == [r["streamId"] for r in (first, second, third)]
 
 
 def test_use_chat_sees_a_failing_source_as_an_error(
@@ -164,3 +182,103 @@ def test_a_cancelled_stream_ends_in_an_abort_part(http: httpx.Client):
     assert body["status"] == "cancelled"
     deltas = [p["delta"] for p in parts[:-1] if p["type"] == "text-delta"]
     assert "".join(deltas) == body["text"]
+
+
+# -- resuming after a reload ---------------------------------------------------------------
+
+
+def resume(node: str, http_url: str, stream_id: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [node, "ai-sdk-resume.mjs", http_url, stream_id],
+        cwd=NODE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_use_chat_resumes_a_reply_mid_stream(
+    node: str, local_stack: RunningStack, http: httpx.Client
+):
+    words = " ".join(f"wörd{i}" for i in range(500))  # a few seconds at the test pace
+    chat = http.post("/chats", json={"prompt": f"echo:{words}"}).json()
+    driving = threading.Thread(
+        target=lambda: httpx.post(
+            f"{local_stack.http_url}/chat-stream",
+            json={"streamId": chat["streamId"]},
+            headers={"Authorization": f"Bearer {chat['driveToken']}"},
+            timeout=60,
+        ),
+        daemon=True,
+    )
+    driving.start()
+    deadline = time.monotonic() + 10
+    while not (seen := stored(http, chat["streamId"]))["text"]:
+        assert time.monotonic() < deadline, "the stream never stored a batch"
+        time.sleep(0.05)
+    assert seen["status"] == "streaming"
+    result = resume(node, local_stack.http_url, chat["streamId"])
+    driving.join(30)
+    body = stored(http, chat["streamId"])
+    assert body["status"] == "done"
+    assert result["text"] == body["text"] == words
+    assert result["messageId"] == chat["streamId"] and result["messages"] == 1
+    assert result["status"] == "ready" and result["error"] is None
+    assert result["finished"] == {"isError": False, "isAbort": False, "finishReason": "stop"}
+    parts = result["parts"]
+    assert parts[:2] == ["start", "text-start"] and parts[-2:] == ["text-end", "finish"]
+    assert parts.count("text-delta") > 1  # the stored text, then batches as they came
+
+
+def test_use_chat_resumes_an_ended_reply_and_its_error(
+    node: str, local_stack: RunningStack, http: httpx.Client
+):
+    (failed,) = use_chat(node, local_stack.http_url, "fail-after:3:It starts well, and then")
+    result = resume(node, local_stack.http_url, failed["streamId"])
+    body = stored(http, failed["streamId"])
+    assert result["text"] == body["text"] and body["text"]
+    assert result["status"] == "error" and result["error"] == body["error"]
+    assert result["parts"][-2:] == ["text-end", "error"]
+
+
+def test_use_chat_has_nothing_to_resume_for_a_pending_stream(
+    node: str, local_stack: RunningStack, http: httpx.Client
+):
+    chat = http.post("/chats", json={"prompt": "echo:never driven"}).json()
+    response = http.get(f"/streams/{chat['streamId']}/events")
+    assert response.status_code == 204 and response.content == b""
+    result = resume(node, local_stack.http_url, chat["streamId"])
+    assert result == {
+        "messages": 0,
+        "messageId": None,
+        "text": None,
+        "status": "ready",
+        "error": None,
+        "parts": [],
+        "finished": None,
+    }
+
+
+def test_the_resume_endpoint_on_the_wire(http: httpx.Client):
+    assert http.get("/streams/nope/events").json() == {"error": "unknown stream"}
+    assert http.get(f"/streams/{'0' * 32}/events").status_code == 404
+    chat = http.post("/chats", json={"prompt": "echo:one\ntwo"}).json()
+    http.post(
+        "/chat-stream",
+        json={"streamId": chat["streamId"]},
+        headers={"Authorization": f"Bearer {chat['driveToken']}"},
+    )
+    response = http.get(f"/streams/{chat['streamId']}/events")
+    assert response.status_code == 200
+    assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    assert response.text == (
+        f'data: {{"type":"start","messageId":"{chat["streamId"]}"}}\n\n'
+        'data: {"type":"text-start","id":"text-1"}\n\n'
+        'data: {"type":"text-delta","id":"text-1","delta":"one\\ntwo"}\n\n'
+        'data: {"type":"text-end","id":"text-1"}\n\n'
+        'data: {"type":"finish","finishReason":"stop"}\n\n'
+        "data: [DONE]\n\n"
+    )

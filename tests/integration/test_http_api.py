@@ -41,7 +41,7 @@ def test_healthz(http: httpx.Client):
 
 def test_the_quickstart(http: httpx.Client):
     chat = create(http, "Tell me about rivers")
-    assert set(chat) == {"chatId", "streamId", "driveToken"}
+    assert set(chat) == {"chatId", "streamId", "driveToken", "threadId"}
     response = drive(http, chat)
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
@@ -223,7 +223,8 @@ def test_delete_chat(http: httpx.Client):
         == 403
     )
     assert http.delete("/chats/unknown", headers=auth).status_code == 404
-    assert http.delete(f"/chats/{chat['chatId']}", headers=auth).status_code == 204
+    deleted = http.delete(f"/chats/{chat['chatId']}", headers=auth)
+    assert (deleted.status_code, deleted.json()) == (200, {"deleted": chat["chatId"]})
     assert http.get(f"/streams/{chat['streamId']}").status_code == 404
     assert chat["chatId"] not in [c["chatId"] for c in http.get("/chats").json()["chats"]]
 
@@ -236,7 +237,7 @@ def test_delete_a_live_chat_cancels_it_first(http: httpx.Client):
     ) as response:
         chunks = response.iter_text()
         next(chunks)
-        assert http.delete(f"/chats/{chat['chatId']}", headers=auth).status_code == 204
+        assert http.delete(f"/chats/{chat['chatId']}", headers=auth).status_code == 200
         "".join(chunks)
     assert http.get(f"/streams/{chat['streamId']}").status_code == 404
 

@@ -8,13 +8,21 @@
 
 import { AbstractChat, DefaultChatTransport } from "ai";
 
-const [httpUrl, ...prompts] = process.argv.slice(2);
+// With `--one-chat`, every prompt is sent in one chat (one thread), as a conversation.
+const args = process.argv.slice(2);
+const oneChat = args.includes("--one-chat");
+const [httpUrl, ...prompts] = args.filter((arg) => arg !== "--one-chat");
+
+// What docs/protocol.md keeps in sessionStorage: each chat's thread and latest stream.
+const storage = new Map();
+const saved = (id) => storage.get(`pts:${id}`) ?? {};
+const save = (id, value) => storage.set(`pts:${id}`, value);
 
 /** The transport as docs/protocol.md documents it (plus a record of the parts it parsed). */
 function ptsTransport(base, created) {
   return new RecordingTransport({
     api: `${base}/chat-stream`,
-    async prepareSendMessagesRequest({ messages }) {
+    async prepareSendMessagesRequest({ id, messages }) {
       const prompt = messages
         .at(-1)
         .parts.filter((part) => part.type === "text")
@@ -23,10 +31,11 @@ function ptsTransport(base, created) {
       const response = await fetch(`${base}/chats`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ prompt }),
+        body: JSON.stringify({ prompt, threadId: saved(id).threadId }),
       });
       if (!response.ok) throw new Error((await response.json()).error);
-      const { streamId, driveToken } = await response.json();
+      const { streamId, driveToken, threadId } = await response.json();
+      save(id, { threadId, streamId });
       created.push(streamId);
       return {
         headers: { Accept: "text/event-stream", Authorization: `Bearer ${driveToken}` },
@@ -68,20 +77,28 @@ class PlainState {
 
 class Chat extends AbstractChat {}
 
+let chat = null;
+let transport = null;
+let created = [];
+let finished = null;
 for (const prompt of prompts) {
-  const created = [];
-  const transport = ptsTransport(httpUrl, created);
-  let finished = null;
-  const chat = new Chat({
-    transport,
-    state: new PlainState(),
-    onFinish: ({ isError, isAbort, finishReason }) => { finished = { isError, isAbort, finishReason }; },
-  });
+  if (!oneChat || chat === null) {
+    created = [];
+    transport = ptsTransport(httpUrl, created);
+    chat = new Chat({
+      transport,
+      state: new PlainState(),
+      onFinish: ({ isError, isAbort, finishReason }) => { finished = { isError, isAbort, finishReason }; },
+    });
+  }
+  finished = null;
+  transport.parts.length = 0;
   await chat.sendMessage({ text: prompt });
   const reply = chat.messages.at(-1);
   console.log(JSON.stringify({
     prompt,
-    streamId: created[0] ?? null,
+    streamId: created.at(-1) ?? null,
+    threadId: saved(chat.id).threadId ?? null,
     messageId: reply?.role === "assistant" ? reply.id : null,
     text: reply?.role === "assistant"
       ? reply.parts.filter((p) => p.type === "text").map((p) => p.text).join("")

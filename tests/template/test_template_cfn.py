@@ -149,8 +149,14 @@ def test_streams_table_streams_new_images_and_expires_items(
         "activeStatus",
         "updatedAt",
     ]
+    assert [k["AttributeName"] for k in indexes["ChatsByThread"]["KeySchema"]] == [
+        "threadId",
+        "createdAt",
+    ]
+    assert indexes["ChatsByThread"]["Projection"] == {"ProjectionType": "ALL"}
     types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
     assert types["updatedAt"] == "N"
+    assert types["threadId"] == "S"
 
 
 def test_connections_table_is_keyed_by_stream_and_indexed_by_connection(

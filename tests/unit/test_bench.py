@@ -138,9 +138,10 @@ def test_transactions_cost_twice():
 def test_per_token_replay_writes_each_piece_once_plus_the_lifecycle():
     meter = DynamoMeter(_Client(), {"T": "StreamsTable"})
     usage = baselines.dry_per_token(meter, "T", ["a ", "b. ", "c"])
-    # create (one transaction of two items), claim, three appends, finish
+    # create (one transaction of two items), claim, three appends (each one transaction: the
+    # batch and the stream's seq), finish
     assert usage.write_requests() == 1 + 1 + 3 + 1
-    assert usage.write_units() == 4 + 1 + 3 + 1
+    assert usage.write_units() == 4 + 1 + 3 * 4 + 1
 
 
 def test_convex_cut_writes_whenever_a_piece_has_sentence_punctuation():

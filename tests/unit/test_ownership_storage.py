@@ -123,8 +123,8 @@ def test_limit_counts_pending_and_streaming_streams(limited: StreamStore):
     # Claiming keeps it live; every way of ending frees a slot, once.
     assert limited.claim(chats[0].stream_id)
     assert limited.active_count("alice") == 3
-    assert limited.finish(chats[0].stream_id, Status.DONE, 0)
-    assert not limited.finish(chats[0].stream_id, Status.DONE, 0)
+    assert limited.finish(chats[0].stream_id, Status.DONE)
+    assert not limited.finish(chats[0].stream_id, Status.DONE)
     assert limited.active_count("alice") == 2
     assert limited.cancel_pending(chats[1].stream_id)
     assert not limited.cancel_pending(chats[1].stream_id)

@@ -17,7 +17,7 @@ import boto3
 import pytest
 from botocore.exceptions import EventStreamError
 
-from pts.sources import GenerationRequest, aiter_source
+from pts.sources import GenerationRequest, Turn, aiter_source
 from pts.sources.bedrock import BedrockSource, BedrockSourceError
 
 REQUEST = GenerationRequest(prompt="Say hello", stream_id="s1")
@@ -252,6 +252,37 @@ def test_real_boto3_client_error_event() -> None:
             for piece in source(REQUEST):
                 got.append(piece)
         assert got == ["partial "]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- conversations ---------------------------------------------------------------------------
+
+HISTORY = (
+    Turn("What is a stream?", "A sequence of batches."),
+    Turn("Still there?", ""),  # no reply stored (cancelled before any text)
+    Turn("And a batch?", "Text cut at a sentence boundary.\nWith ü."),
+)
+
+
+def test_history_goes_in_as_alternating_messages_over_the_wire() -> None:
+    server, source = _served(converse_events(DELTAS))
+    try:
+        request = GenerationRequest("And the fan-out?", "s1", history=HISTORY)
+        assert list(source(request)) == DELTAS
+        [(_, body)] = server.requests
+        assert body["messages"] == [
+            {"role": "user", "content": [{"text": "What is a stream?"}]},
+            {"role": "assistant", "content": [{"text": "A sequence of batches."}]},
+            # The turn without a reply joins the next prompt: roles must alternate.
+            {"role": "user", "content": [{"text": "Still there?"}, {"text": "And a batch?"}]},
+            {
+                "role": "assistant",
+                "content": [{"text": "Text cut at a sentence boundary.\nWith ü."}],
+            },
+            {"role": "user", "content": [{"text": "And the fan-out?"}]},
+        ]
     finally:
         server.shutdown()
         server.server_close()

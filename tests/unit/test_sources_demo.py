@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -98,9 +99,55 @@ def test_fail_after_empty_text() -> None:
 
 
 def test_malformed_fail_after_is_an_ordinary_prompt() -> None:
-    pieces, fail_after = demo_script("fail-after:x:hello", 20)
-    assert fail_after is None
-    assert len(pieces) == 20
+    script = demo_script("fail-after:x:hello", 20)
+    assert script.fail_after is None
+    assert len(script.pieces) == 20
+
+
+# --- pause-after -----------------------------------------------------------------------------
+
+
+def timed(source: DemoSource, prompt: str) -> list[tuple[str, float]]:
+    """The pieces, each with when it came (seconds since the start)."""
+
+    async def main() -> list[tuple[str, float]]:
+        start = time.monotonic()
+        return [
+            (piece, time.monotonic() - start)
+            async for piece in source(GenerationRequest(prompt, "s"))
+        ]
+
+    return asyncio.run(main())
+
+
+def test_pause_after_streams_as_echo_with_a_silence_after_n_pieces() -> None:
+    text = "Let me think about that. Done thinking now."
+    got = timed(DemoSource(tokens_per_second=200), "pause-after:5:0.6:" + text)
+    assert [piece for piece, _ in got] == echo_pieces(text)  # exactly as echo: would
+    gaps = [b - a for (_, a), (_, b) in pairwise(got)]
+    assert gaps[4] >= 0.6  # between piece 5 and piece 6
+    assert max(gaps[:4] + gaps[5:]) < 0.3  # the usual pace elsewhere
+    assert got[-1][1] < 0.6 + len(got) / 200 + 0.5  # the pause did not add up with the pace
+
+
+def test_pause_after_more_than_the_pieces_is_silent_before_the_end() -> None:
+    started = time.monotonic()
+    assert "".join(run(FAST, "pause-after:100:0.3:short")) == "short"
+    assert time.monotonic() - started >= 0.3
+
+
+def test_pause_after_accepts_fractions_and_zero() -> None:
+    script = demo_script("pause-after:2:1.5:abc", 20)
+    assert (script.pause_after, script.pause_seconds) == (2, 1.5)
+    assert "".join(script.pieces) == "abc"
+    assert "".join(run(FAST, "pause-after:0:0:abc")) == "abc"
+
+
+def test_malformed_pause_after_is_an_ordinary_prompt() -> None:
+    for prompt in ("pause-after:x:1:hello", "pause-after:1:-1:hello", "pause-after:1:1hello"):
+        script = demo_script(prompt, 20)
+        assert script.pause_after is None
+        assert len(script.pieces) == 20
 
 
 # --- the generated reply ---------------------------------------------------------------------

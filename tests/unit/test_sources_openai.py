@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pts.sources import GenerationRequest, aiter_source
+from pts.sources import GenerationRequest, Turn, aiter_source
 from pts.sources.openai import OpenAISource, OpenAISourceError
 
 API_KEY = "sk-test-123"
@@ -267,3 +267,26 @@ def test_from_env() -> None:
     assert source.body_for(GenerationRequest("p", "s"))["max_tokens"] == 100
     with pytest.raises(ValueError, match="PTS_OPENAI_MAX_TOKENS"):
         OpenAISource.from_env({"PTS_OPENAI_MAX_TOKENS": "x"})
+
+
+def test_history_goes_in_as_alternating_messages() -> None:
+    history = (
+        Turn("What is a stream?", "A sequence of batches."),
+        Turn("Still there?", ""),  # no reply stored: joins the next prompt
+        Turn("And a batch?", "Text cut at a sentence boundary.\nWith ü."),
+    )
+
+    async def test(fake: FakeOpenAI) -> None:
+        source = OpenAISource(fake.base_url, API_KEY, "gpt-4o-mini")
+        request = GenerationRequest("And the fan-out?", "s1", history=history)
+        assert [p async for p in aiter_source(source, request)] == PIECES
+        [received] = fake.received
+        assert received.body["messages"] == [
+            {"role": "user", "content": "What is a stream?"},
+            {"role": "assistant", "content": "A sequence of batches."},
+            {"role": "user", "content": "Still there?\n\nAnd a batch?"},
+            {"role": "assistant", "content": "Text cut at a sentence boundary.\nWith ü."},
+            {"role": "user", "content": "And the fan-out?"},
+        ]
+
+    with_server(test)

@@ -6,9 +6,19 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
+from pts.keys import batch_key
 from pts.local.dynamodb import LocalDynamoDB
-from pts.storage import SequenceConflict, Status, StreamStore, batch_sk
+from pts.storage import (
+    SequenceConflict,
+    Status,
+    StreamEnded,
+    StreamStore,
+    WriteContention,
+    batch_sk,
+    serialize,
+)
 
 
 def test_create_chat_makes_a_pending_stream_with_hashed_token(store: StreamStore, dynamodb: Any):
@@ -100,10 +110,10 @@ def test_read_paginates_long_streams(store: StreamStore, dynamodb: Any):
 
 def test_finish_only_from_streaming_and_keeps_error(store: StreamStore):
     chat, _ = store.create_chat("x")
-    assert not store.finish(chat.stream_id, Status.DONE, 0)  # still pending
+    assert not store.finish(chat.stream_id, Status.DONE)  # still pending
     store.claim(chat.stream_id)
-    assert store.finish(chat.stream_id, Status.ERROR, 0, "boom")
-    assert not store.finish(chat.stream_id, Status.DONE, 0)
+    assert store.finish(chat.stream_id, Status.ERROR, "boom")
+    assert not store.finish(chat.stream_id, Status.DONE)
     body = store.read(chat.stream_id)
     assert (body.status, body.error) == (Status.ERROR, "boom")
 
@@ -114,11 +124,13 @@ def test_request_cancel(store: StreamStore):
     assert store.get_stream(pending.stream_id).status is Status.CANCELLED
     live, _ = store.create_chat("y")
     store.claim(live.stream_id)
-    assert not store.cancel_requested(live.stream_id)
+    assert store.watch(live.stream_id) == (Status.STREAMING, False)
     assert store.request_cancel(live.stream_id) is Status.STREAMING
-    assert store.cancel_requested(live.stream_id)
-    store.finish(live.stream_id, Status.CANCELLED, 0)
+    assert store.watch(live.stream_id) == (Status.STREAMING, True)
+    store.finish(live.stream_id, Status.CANCELLED)
     assert store.request_cancel(live.stream_id) is None
+    assert store.watch(live.stream_id) == (Status.CANCELLED, True)
+    assert store.watch("unknown") == (None, False)
 
 
 def test_cancel_pending_only_ends_a_pending_stream(store: StreamStore):
@@ -138,7 +150,7 @@ def test_time_out_only_a_stream_unchanged_since_it_was_seen(store: StreamStore):
     seen = store.get_stream(chat.stream_id)
     assert not store.time_out(chat.stream_id, Status.PENDING, seen.updated_at)  # wrong status
     assert not store.time_out(chat.stream_id, Status.STREAMING, seen.updated_at - 1)  # moved
-    assert store.time_out(chat.stream_id, Status.STREAMING, seen.updated_at, 0, "no text")
+    assert store.time_out(chat.stream_id, Status.STREAMING, seen.updated_at, "no text")
     body = store.read(chat.stream_id)
     assert (body.status, body.error) == (Status.TIMEOUT, "no text")
     assert list(store.active_streams(Status.STREAMING, 2000)) == []
@@ -151,7 +163,7 @@ def test_active_streams_index_is_sparse(store: StreamStore):
     store.claim(b.stream_id)
     assert [s for s, _ in store.active_streams(Status.PENDING, 2000)] == [a.stream_id]
     assert [s for s, _ in store.active_streams(Status.STREAMING, 2000)] == [b.stream_id]
-    store.finish(b.stream_id, Status.DONE, 0)
+    store.finish(b.stream_id, Status.DONE)
     assert list(store.active_streams(Status.STREAMING, 2000)) == []
 
 
@@ -173,3 +185,134 @@ def test_delete_chat_removes_everything(store: StreamStore, dynamodb: Any):
 
 def test_batch_keys_sort_numerically():
     assert batch_sk(9) < batch_sk(10) < batch_sk(9_999_999_999) < "META"
+
+
+# -- ended is ended ----------------------------------------------------------------------
+
+
+def streaming(store: StreamStore, *texts: str) -> str:
+    chat, _ = store.create_chat("x")
+    assert store.claim(chat.stream_id)
+    for seq, text in enumerate(texts, start=1):
+        store.append(chat.stream_id, seq, text)
+    return chat.stream_id
+
+
+def batch_items(dynamodb: Any, stream_id: str) -> list[str]:
+    items = dynamodb.scan(TableName="StreamsTable")["Items"]
+    return sorted(
+        i["sk"]["S"]
+        for i in items
+        if i["pk"]["S"] == f"STREAM#{stream_id}" and i["sk"]["S"] != "META"
+    )
+
+
+def test_the_stream_seq_is_always_the_last_stored_batch(store: StreamStore):
+    stream_id = streaming(store)
+    assert store.get_stream(stream_id).seq == 0
+    for seq in (1, 2, 3):
+        store.append(stream_id, seq, f"{seq}. ")
+        assert store.get_stream(stream_id).seq == seq
+    store.finish(stream_id, Status.DONE)
+    assert store.get_stream(stream_id).seq == 3  # the end keeps it
+
+
+def test_only_the_next_batch_is_taken(store: StreamStore, dynamodb: Any):
+    stream_id = streaming(store, "one. ")
+    with pytest.raises(SequenceConflict, match="not its next"):
+        store.append(stream_id, 3, "three. ")  # batch 2 is missing
+    store.append(stream_id, 2, "two. ")
+    assert batch_items(dynamodb, stream_id) == [batch_sk(1), batch_sk(2)]
+
+
+@pytest.mark.parametrize("end", ["time_out", "cancel", "finish", "delete"])
+def test_an_ended_stream_takes_no_batch(store: StreamStore, dynamodb: Any, end: str):
+    """A stale driver (a frozen sandbox thawing, a driver resuming after delete) stores
+    nothing: the terminal status, with its seq, is the authority."""
+    stream_id = streaming(store, "Kept. ")
+    if end == "time_out":
+        seen = store.get_stream(stream_id)
+        assert store.time_out(stream_id, Status.STREAMING, seen.updated_at, "gone")
+    elif end == "cancel":
+        assert store.request_cancel(stream_id) is Status.STREAMING
+        assert store.finish(stream_id, Status.CANCELLED)  # what the API does if no driver
+    elif end == "finish":
+        assert store.finish(stream_id, Status.DONE)
+    else:
+        chat = store.get_chat(store.get_stream(stream_id).chat_id)
+        store.delete_chat(chat)
+    with pytest.raises(StreamEnded):
+        store.append(stream_id, 2, "Too late. ")
+    assert not store.heartbeat(stream_id)
+    if end == "delete":
+        assert batch_items(dynamodb, stream_id) == []
+        assert store.get_stream(stream_id) is None  # nothing came back to life
+        return
+    assert batch_items(dynamodb, stream_id) == [batch_sk(1)]
+    body = store.read(stream_id)
+    assert (body.text, body.seq) == ("Kept. ", 1)
+    assert store.get_stream(stream_id).seq == 1
+
+
+def test_a_retry_of_a_stored_batch_is_recognised_even_after_the_end(store: StreamStore):
+    """A lost response: the first try applied, the driver tries again (after the stream was
+    timed out, even): the same batch is success, not a refusal."""
+    stream_id = streaming(store, "One. ")
+    store.append(stream_id, 1, "One. ")
+    seen = store.get_stream(stream_id)
+    store.time_out(stream_id, Status.STREAMING, seen.updated_at)
+    store.append(stream_id, 1, "One. ")
+    with pytest.raises(SequenceConflict):
+        store.append(stream_id, 1, "Other. ")
+
+
+def test_a_transaction_that_lost_a_race_is_retryable(store: StreamStore, dynamodb: Any):
+    """DynamoDB cancels a transaction that conflicts with a concurrent write to its items
+    (`TransactionConflict`): that is not a refusal, the driver tries again."""
+
+    class Conflicting:
+        def transact_write_items(self, **_: Any) -> None:
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                    "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}],
+                },
+                "TransactWriteItems",
+            )
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(dynamodb, name)
+
+    stream_id = streaming(store, "One. ")
+    racing = StreamStore("StreamsTable", client=Conflicting())  # type: ignore[arg-type]
+    with pytest.raises(WriteContention):
+        racing.append(stream_id, 2, "Two. ")
+    store.append(stream_id, 2, "Two. ")  # the retry
+    assert store.read(stream_id).text == "One. Two. "
+
+
+def test_heartbeat_bumps_updated_at_only_while_streaming(store: StreamStore):
+    store.clock = lambda: 1000.0
+    chat, _ = store.create_chat("x")
+    store.clock = lambda: 1010.0
+    assert not store.heartbeat(chat.stream_id)  # pending: no driver yet
+    store.claim(chat.stream_id)
+    store.clock = lambda: 1050.0
+    assert store.heartbeat(chat.stream_id)
+    assert store.get_stream(chat.stream_id).updated_at == 1050
+    assert [s for s, _ in store.active_streams(Status.STREAMING, 1040)] == []
+    assert not store.heartbeat("unknown")
+
+
+def test_read_never_shows_a_batch_past_the_stream_seq(store: StreamStore, dynamodb: Any):
+    """Defence in depth: even a batch item written behind the store's back (or seen by a
+    Query before its transaction's `seq`) is not part of the body."""
+    stream_id = streaming(store, "One. ")
+    store.finish(stream_id, Status.DONE)
+    dynamodb.put_item(
+        TableName="StreamsTable",
+        Item=serialize({**batch_key(stream_id, 2), "kind": "batch", "seq": 2, "text": "Stray. "}),
+    )
+    body = store.read(stream_id)
+    assert (body.text, body.seq) == ("One. ", 1)
+    assert store.read(stream_id, after=1).text == ""

@@ -14,7 +14,8 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEven
 from pts import protocol
 from pts.client import StreamView
 from pts.fanout import Fanout
-from pts.storage import Status, StreamStore, serialize
+from pts.keys import batch_key
+from pts.storage import Status, StreamEnded, StreamStore, serialize
 from pts.subscriptions import SubscriptionStore
 from pts.ws_routes import WebSocketRoutes
 
@@ -172,7 +173,9 @@ def batch_record(stream_id: str, seq: int, text: str, sequence_number: str) -> d
     return stream_record("INSERT", image, sequence_number)
 
 
-def status_record(stream_id: str, status: str, seq: int, sequence_number: str) -> dict[str, Any]:
+def status_record(
+    stream_id: str, status: str, seq: int, sequence_number: str, error: str | None = None
+) -> dict[str, Any]:
     image = {
         "pk": f"STREAM#{stream_id}",
         "sk": "META",
@@ -181,6 +184,8 @@ def status_record(stream_id: str, status: str, seq: int, sequence_number: str) -
         "status": status,
         "seq": seq,
     }
+    if error is not None:
+        image["error"] = error
     return stream_record("MODIFY", image, sequence_number)
 
 
@@ -222,6 +227,28 @@ def test_deltas_and_status_reach_every_viewer_in_order(fanout, subscriptions, co
         ]
     assert connections.received["other"] == [
         {"type": "delta", "streamId": "s2", "seq": 1, "text": "Elsewhere. "}
+    ]
+
+
+def test_a_failed_stream_s_status_carries_its_error(fanout, subscriptions, connections):
+    subscriptions.subscribe("viewer", "s1")
+    subscriptions.subscribe("viewer", "s2")
+    event = {
+        "Records": [
+            status_record("s1", "error", 3, "1", error="model overloaded"),
+            status_record("s2", "timeout", 1, "2", error="no sign of its driver for 120 s"),
+        ]
+    }
+    assert fanout.handle(event) == {"batchItemFailures": []}
+    assert connections.received["viewer"] == [
+        {
+            "type": "status",
+            "streamId": "s1",
+            "status": "error",
+            "seq": 3,
+            "error": "model overloaded",
+        },
+        {"type": "status", "streamId": "s2", "status": "timeout", "seq": 1},  # as GET shows it
     ]
 
 
@@ -380,7 +407,7 @@ def test_a_long_snapshot_is_cut_to_fit(routes, store, connections, ended):
     texts = long_batches()
     stream_id = a_stream(store, *texts)
     if ended:
-        store.finish(stream_id, Status.DONE, len(texts))
+        store.finish(stream_id, Status.DONE)
     routes.handle(ws_event("subscribe", "c1", {"action": "subscribe", "streamId": stream_id}))
     messages = connections.received["c1"]
     snapshot, *rest = messages
@@ -429,7 +456,7 @@ def test_viewers_before_during_and_after_a_long_reply(routes, store, fanout, con
         fanout.handle({"Records": [batch_record(stream_id, seq, text, str(seq))]})
         for viewer in viewers:
             viewer.pump()
-    store.finish(stream_id, Status.DONE, len(texts))
+    store.finish(stream_id, Status.DONE)
     fanout.handle({"Records": [status_record(stream_id, "done", len(texts), "999")]})
     viewers.append(Viewer(routes, connections, "after", stream_id))
     for viewer in viewers:
@@ -445,7 +472,7 @@ def test_viewers_before_during_and_after_a_long_reply(routes, store, fanout, con
 def test_resuming_a_long_reply_after_some_batches(routes, store, connections):
     texts = long_batches()
     stream_id = a_stream(store, *texts)
-    store.finish(stream_id, Status.DONE, len(texts))
+    store.finish(stream_id, Status.DONE)
     view = StreamView(stream_id, last=7, text="".join(texts[:7]))
     routes.handle(ws_event("subscribe", "c1", dict(view.subscribe_message())))
     for message in connections.received["c1"]:
@@ -453,11 +480,17 @@ def test_resuming_a_long_reply_after_some_batches(routes, store, connections):
     assert (view.text, view.status) == ("".join(texts), "done")
 
 
-def test_the_snapshot_ends_at_the_final_seq(routes, store, connections):
-    # A stale writer stored batch 3 after the stream ended at 2: nobody is shown it.
+def test_the_snapshot_ends_at_the_final_seq(routes, store, connections, dynamodb):
+    # The store refuses a stale writer's batch 3 after the stream ended at 2; and one that
+    # got in anyway (written behind the store's back) is shown to nobody.
     stream_id = a_stream(store, "a", "b")
-    store.finish(stream_id, Status.DONE, 2)
-    store.append(stream_id, 3, "late")
+    store.finish(stream_id, Status.DONE)
+    with pytest.raises(StreamEnded):
+        store.append(stream_id, 3, "late")
+    dynamodb.put_item(
+        TableName=store.table,
+        Item=serialize({**batch_key(stream_id, 3), "kind": "batch", "seq": 3, "text": "late"}),
+    )
     routes.handle(ws_event("subscribe", "c1", {"action": "subscribe", "streamId": stream_id}))
     assert connections.received["c1"][0]["text"] == "ab"
     assert connections.received["c1"][0]["seq"] == 2

@@ -35,7 +35,8 @@ export interface CreatedChat {
   chatId: string;
   streamId: string;
   driveToken: string;
-  threadId?: string;
+  /** The conversation: the `threadId` given, or a new one (the chat's own id). */
+  threadId: string;
   [key: string]: unknown;
 }
 
@@ -44,7 +45,7 @@ export interface ChatSummary {
   prompt: string;
   streamId: string;
   createdAt: string;
-  threadId?: string;
+  threadId: string;
   [key: string]: unknown;
 }
 

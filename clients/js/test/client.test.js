@@ -169,3 +169,27 @@ describe("how streams end", () => {
     assert.equal(last.error, "unknown stream");
   });
 });
+
+describe("conversations", () => {
+  it("continue a thread: the source gets the earlier turns, listChats lists the thread", async () => {
+    const first = await client.createChat("echo:Hello\nthere");
+    assert.equal(first.threadId, first.chatId);
+    await drain(client.drive(first.streamId, first.driveToken));
+    const second = await client.createChat("history:", { threadId: first.threadId });
+    assert.equal(second.threadId, first.threadId);
+    const text = (await drain(client.drive(second.streamId, second.driveToken))).join("");
+    assert.equal(text, "user: echo:Hello\\nthere\nassistant: Hello\\nthere\nuser: history:");
+    const { chats } = await client.listChats({ threadId: first.threadId });
+    assert.deepEqual(
+      chats.map((c) => [c.chatId, c.threadId]),
+      [
+        [first.chatId, first.threadId],
+        [second.chatId, first.threadId],
+      ],
+    );
+    await assert.rejects(
+      () => client.createChat("hi", { threadId: "0".repeat(32) }),
+      (error) => error instanceof PtsError && error.status === 404,
+    );
+  });
+});

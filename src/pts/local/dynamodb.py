@@ -17,6 +17,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
+from pts.local import moto_transactions
 from pts.local.template import Template
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class LocalDynamoDB:
         self._observers.append(observer)
 
     def start(self) -> None:
+        moto_transactions.install()  # a transaction's cost must not grow with the table
         app = one_request_at_a_time(
             DomainDispatcherApplication(create_backend_app), self._observers
         )

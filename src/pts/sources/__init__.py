@@ -10,9 +10,27 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import cast
 
-from pts.sources.base import GenerationRequest, Source, aiter_source
+from pts.sources.base import (
+    DEFAULT_HISTORY_BUDGET,
+    GenerationRequest,
+    Message,
+    Source,
+    Turn,
+    aiter_source,
+    history_budget,
+)
 
-__all__ = ["BUILTIN_SOURCES", "GenerationRequest", "Source", "aiter_source", "load_source"]
+__all__ = [
+    "BUILTIN_SOURCES",
+    "DEFAULT_HISTORY_BUDGET",
+    "GenerationRequest",
+    "Message",
+    "Source",
+    "Turn",
+    "aiter_source",
+    "history_budget",
+    "load_source",
+]
 
 
 def _demo(env: Mapping[str, str]) -> Source:

@@ -20,6 +20,11 @@ source is five lines:
 
 and is plugged in with `PTS_SOURCE=mypackage.mymodule:make_source`, where
 `make_source(env)` returns it (see `pts.sources.load_source`).
+
+A chat that continues a thread comes with the thread's earlier turns in `request.history`
+(oldest first), as many of the newest as fit in the source's `history_budget` bytes (an
+attribute; `DEFAULT_HISTORY_BUDGET` when it has none). `request.conversation()` gives them as
+alternating user and assistant messages, ending with the prompt, for a chat model's API.
 """
 
 from __future__ import annotations
@@ -28,7 +33,38 @@ import asyncio
 import threading
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
+
+DEFAULT_HISTORY_BUDGET = 64 * 1024
+"""Bytes of earlier turns (prompts and replies, UTF-8) a source gets unless it says otherwise:
+about 16k tokens, well inside any current chat model's context."""
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One earlier exchange of a thread: a prompt and its persisted reply (whatever its
+    status: a failed or cancelled reply is what the user saw)."""
+
+    prompt: str
+    reply: str
+
+    @property
+    def size(self) -> int:
+        """UTF-8 bytes, what a history budget counts."""
+        return len(self.prompt.encode("utf-8", "surrogatepass")) + len(
+            self.reply.encode("utf-8", "surrogatepass")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of a conversation; `texts` has more than one part only where turns with
+    no reply were merged (chat APIs want user and assistant to alternate)."""
+
+    role: Role
+    texts: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +74,36 @@ class GenerationRequest:
     prompt: str
     stream_id: str
     chat_id: str | None = None
+    history: tuple[Turn, ...] = ()
+    """The thread's earlier turns, oldest first, within the source's history budget."""
+
+    def conversation(self) -> list[Message]:
+        """The history and the prompt as alternating messages, `user` first and last.
+
+        A turn without a reply (still pending, or cancelled before any text) would put two
+        user messages side by side, which Bedrock refuses: its prompt joins the next one's.
+        """
+        messages: list[Message] = []
+        for role, text in _exchange(self.history, self.prompt):
+            if messages and messages[-1].role == role:
+                messages[-1] = Message(role, (*messages[-1].texts, text))
+            else:
+                messages.append(Message(role, (text,)))
+        return messages
+
+
+def _exchange(history: Iterable[Turn], prompt: str) -> Iterable[tuple[Role, str]]:
+    for turn in history:
+        yield "user", turn.prompt
+        if turn.reply:
+            yield "assistant", turn.reply
+    yield "user", prompt
+
+
+def history_budget(source: object) -> int:
+    """The bytes of history `source` wants: its `history_budget`, else the default."""
+    budget = getattr(source, "history_budget", DEFAULT_HISTORY_BUDGET)
+    return budget if isinstance(budget, int) and budget >= 0 else DEFAULT_HISTORY_BUDGET
 
 
 class Source(Protocol):

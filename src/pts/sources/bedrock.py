@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pts.sources.base import GenerationRequest
+from pts.sources.base import DEFAULT_HISTORY_BUDGET, GenerationRequest
 
 DEFAULT_MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
 DEFAULT_MAX_TOKENS = 1024
@@ -22,7 +22,13 @@ class BedrockSourceError(RuntimeError):
 
 
 class BedrockSource:
-    """Streams `contentBlockDelta.delta.text` of a `converse_stream` call."""
+    """Streams `contentBlockDelta.delta.text` of a `converse_stream` call.
+
+    A thread's earlier turns go in as the Converse API's alternating `user` and `assistant`
+    messages (a merged turn as several text blocks of one message).
+    """
+
+    history_budget = DEFAULT_HISTORY_BUDGET
 
     def __init__(
         self,
@@ -82,7 +88,10 @@ class BedrockSource:
         """The `converse_stream` keyword arguments for one request."""
         return {
             "modelId": self.model_id,
-            "messages": [{"role": "user", "content": [{"text": request.prompt}]}],
+            "messages": [
+                {"role": message.role, "content": [{"text": text} for text in message.texts]}
+                for message in request.conversation()
+            ],
             "inferenceConfig": {"maxTokens": self.max_tokens},
         }
 

@@ -3,6 +3,12 @@
 - `echo:TEXT` streams TEXT back verbatim in pieces of 1–4 characters;
 - `fail-after:N:TEXT` streams TEXT exactly as `echo:TEXT` would, then raises
   `DemoSourceError` after N pieces (after the last one if there are fewer);
+- `history:TEXT` streams back, as `echo:` would, the conversation it was given: a line
+  `user: <prompt>` or `assistant: <reply>` per earlier turn (newlines in them as `\n`), then
+  `user: <this prompt>`, so tests see what a real source receives;
+- `pause-after:N:SECONDS:TEXT` streams TEXT exactly as `echo:TEXT` would, but goes silent
+  for SECONDS after N pieces (after the last one if there are fewer), as a reasoning model
+  thinking or a tool call would, then goes on;
 - anything else gets a deterministic English reply of `reply_tokens` tokens: sentences of
   8–30 tokens, paragraphs, now and then a short bulleted list.
 
@@ -19,14 +25,15 @@ import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
-from pts.sources.base import GenerationRequest
+from pts.sources.base import DEFAULT_HISTORY_BUDGET, GenerationRequest, Turn
 
 DEFAULT_REPLY_TOKENS = 300
 DEFAULT_TOKENS_PER_SECOND = 50.0
 
 _FAIL_AFTER = re.compile(r"fail-after:(\d+):", re.ASCII)
+_PAUSE_AFTER = re.compile(r"pause-after:(\d+):(\d+(?:\.\d+)?):", re.ASCII)
 _N = TypeVar("_N", int, float)
 
 
@@ -395,17 +402,51 @@ def echo_pieces(text: str) -> list[str]:
     return pieces
 
 
-def demo_script(prompt: str, reply_tokens: int) -> tuple[list[str], int | None]:
-    """What the demo source does for `prompt`: the pieces, and after how many it fails."""
+def history_transcript(prompt: str, history: Sequence[Turn]) -> str:
+    """What `history:` streams back: one line per message, each turn's newlines as `\n`."""
+
+    def line(role: str, text: str) -> str:
+        return f"{role}: " + text.replace("\n", "\\n")
+
+    lines: list[str] = []
+    for turn in history:
+        lines += [line("user", turn.prompt), line("assistant", turn.reply)]
+    lines.append(line("user", prompt))
+    return "\n".join(lines)
+
+
+class DemoScript(NamedTuple):
+    """What the demo source does for a prompt."""
+
+    pieces: list[str]
+    fail_after: int | None = None
+    """Raise after this many pieces (`fail-after:`)."""
+    pause_after: int | None = None
+    """Go silent for `pause_seconds` after this many pieces (`pause-after:`)."""
+    pause_seconds: float = 0.0
+
+
+def demo_script(prompt: str, reply_tokens: int, history: Sequence[Turn] = ()) -> DemoScript:
+    """What the demo source does for `prompt`: the pieces, and where it fails or pauses."""
+    if prompt.startswith("history:"):
+        return DemoScript(echo_pieces(history_transcript(prompt, history)))
     if prompt.startswith("echo:"):
-        return echo_pieces(prompt[len("echo:") :]), None
+        return DemoScript(echo_pieces(prompt[len("echo:") :]))
     if match := _FAIL_AFTER.match(prompt):
-        return echo_pieces(prompt[match.end() :]), int(match.group(1))
-    return demo_reply_tokens(prompt, reply_tokens), None
+        return DemoScript(echo_pieces(prompt[match.end() :]), fail_after=int(match.group(1)))
+    if match := _PAUSE_AFTER.match(prompt):
+        return DemoScript(
+            echo_pieces(prompt[match.end() :]),
+            pause_after=int(match.group(1)),
+            pause_seconds=float(match.group(2)),
+        )
+    return DemoScript(demo_reply_tokens(prompt, reply_tokens))
 
 
 class DemoSource:
     """The demo source, paced at `tokens_per_second` (0 or less: as fast as possible)."""
+
+    history_budget = DEFAULT_HISTORY_BUDGET
 
     def __init__(
         self,
@@ -434,13 +475,20 @@ class DemoSource:
         )
 
     async def __call__(self, request: GenerationRequest) -> AsyncIterator[str]:
-        pieces, fail_after = demo_script(request.prompt, self.reply_tokens)
+        pieces, fail_after, pause_after, pause_seconds = demo_script(
+            request.prompt, self.reply_tokens, request.history
+        )
+        if pause_after is not None:
+            pause_after = min(pause_after, len(pieces))
         rate = self.tokens_per_second
         loop = asyncio.get_running_loop()
         start = loop.time()
         for i, piece in enumerate(pieces):
             if fail_after is not None and i >= fail_after:
                 break
+            if i == pause_after:
+                await asyncio.sleep(pause_seconds)
+                start += pause_seconds  # the schedule goes on after the silence
             if rate > 0:
                 # Absolute schedule: piece i is due at start + i/rate, so delays never add up.
                 delay = start + i / rate - loop.time()
@@ -448,6 +496,8 @@ class DemoSource:
             else:
                 await asyncio.sleep(0)  # still a checkpoint: fair to others, cancellable
             yield piece
+        if pause_after is not None and pause_after == len(pieces):
+            await asyncio.sleep(pause_seconds)  # silent after the last piece, then the end
         if fail_after is not None:
             sent = min(fail_after, len(pieces))
             raise DemoSourceError(f"demo source failed after {sent} pieces (fail-after)")

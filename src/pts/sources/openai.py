@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvi
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
 from pts import aws
-from pts.sources.base import GenerationRequest
+from pts.sources.base import DEFAULT_HISTORY_BUDGET, GenerationRequest
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -109,8 +109,11 @@ class OpenAISource:
     """Streams `choices[0].delta.content` of a streamed chat completion.
 
     `api_key` is the key itself, or a `StoredKey` (any callable taking `refresh`) to read it
-    from when a request needs it.
+    from when a request needs it. A thread's earlier turns go in as alternating `user` and
+    `assistant` messages before the prompt.
     """
+
+    history_budget = DEFAULT_HISTORY_BUDGET
 
     def __init__(
         self,
@@ -158,7 +161,10 @@ class OpenAISource:
         """The JSON body for one request."""
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": "user", "content": request.prompt}],
+            "messages": [
+                {"role": message.role, "content": "\n\n".join(message.texts)}
+                for message in request.conversation()
+            ],
             "stream": True,
         }
         if self.max_tokens is not None:
