@@ -31,7 +31,7 @@ def test_stored_text_first_then_each_batch_then_the_ending(store: StreamStore):
             store.append(sid, 3, "three. ")
             await asyncio.sleep(0.05)
             store.append(sid, 4, "four.")
-            assert store.finish(sid, Status.ERROR, 4, "boom")
+            assert store.finish(sid, Status.ERROR, "boom")
 
         pieces, _ = await asyncio.gather(read_all(reply), writer())
         return pieces, await reply.outcome
@@ -47,7 +47,7 @@ def test_an_ended_stream_at_once_and_a_deleted_one_as_gone(store: StreamStore):
     chat, _ = store.create_chat("p")
     assert store.claim(chat.stream_id)
     store.append(chat.stream_id, 1, "all of it")
-    assert store.finish(chat.stream_id, Status.DONE, 1)
+    assert store.finish(chat.stream_id, Status.DONE)
     live, _ = store.create_chat("q")
     assert store.claim(live.stream_id)
 

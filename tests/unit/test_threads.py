@@ -21,7 +21,7 @@ from pts.storage import StreamStore
 def reply(store: StreamStore, stream_id: str, text: str) -> None:
     assert store.claim(stream_id)
     store.append(stream_id, 1, text)
-    assert store.finish(stream_id, Status.DONE, 1)
+    assert store.finish(stream_id, Status.DONE)
 
 
 # -- storage ------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def test_history_is_the_earlier_turns_with_their_stored_replies(store: StreamSto
     second, _ = store.create_chat("second question", thread_id=first.chat_id)
     assert store.claim(second.stream_id)
     store.append(second.stream_id, 1, "half an answer")
-    assert store.finish(second.stream_id, Status.ERROR, 1, "boom")  # shown whatever its status
+    assert store.finish(second.stream_id, Status.ERROR, "boom")  # shown whatever its status
     pending, _ = store.create_chat("never driven", thread_id=first.chat_id)
     third, _ = store.create_chat("third question", thread_id=first.chat_id)
     later, _ = store.create_chat("after the third", thread_id=first.chat_id)
