@@ -300,3 +300,22 @@ def test_settings_choose_the_limit():
     assert Settings.from_env({"PTS_MAX_ACTIVE_STREAMS_PER_USER": "2"}).max_active_streams_per_user
     with pytest.raises(ValueError, match="PTS_AUTH"):
         Settings.from_env({"PTS_AUTH": "maybe"})
+
+
+def test_threads_and_resume_are_the_owners(api: TestClient, issuer: LocalIssuer):
+    alice, bob = bearer(issuer, "alice"), bearer(issuer, "bob")
+    first = create(api, alice, "echo:Alice's first turn.")
+    thread = first["threadId"]
+    # Bob cannot continue Alice's thread (its history would go to his reply), nor list it.
+    refused = api.post("/chats", json={"prompt": "history:", "threadId": thread}, headers=bob)
+    assert_error(refused, 404)
+    assert api.get("/chats", params={"threadId": thread}, headers=bob).json()["chats"] == []
+    assert_error(api.get("/chats", params={"threadId": thread}), 401)
+    second = create(api, alice, "echo:Alice's second turn.", threadId=thread)
+    listed = api.get("/chats", params={"threadId": thread}, headers=alice).json()["chats"]
+    assert [c["chatId"] for c in listed] == [first["chatId"], second["chatId"]]
+    # Resuming a reply: the owner's, or anybody's signed in when shared.
+    api.post("/chat-stream", json={"streamId": first["streamId"]}, headers=alice)
+    assert_error(api.get(f"/streams/{first['streamId']}/events", headers=bob), 404)
+    assert_error(api.get(f"/streams/{first['streamId']}/events"), 401)
+    assert api.get(f"/streams/{first['streamId']}/events", headers=alice).status_code == 200
