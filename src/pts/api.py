@@ -130,16 +130,18 @@ def _thread_id(value: object) -> str | None:
     return _identifier(value, "threadId")
 
 
-def chat_json(chat: Chat) -> dict[str, Any]:
-    """A chat as `GET /chats` lists it."""
-    return {
+def chat_json(chat: Chat, *, sharing: bool = False) -> dict[str, Any]:
+    """A chat as `GET /chats` lists it; with `sharing` (sign-in on), whether it is shared."""
+    listed: dict[str, Any] = {
         "chatId": chat.chat_id,
         "prompt": chat.prompt,
         "streamId": chat.stream_id,
         "createdAt": chat.created_at,
         "threadId": chat.thread_id,
-        "shared": chat.shared,
     }
+    if sharing:
+        listed["shared"] = chat.shared
+    return listed
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -349,7 +351,8 @@ class Api:
             page = await self.store.chat_page(owner, limit=limit, cursor=cursor)
         except BadCursor as error:
             raise HTTPException(400, str(error)) from None
-        return JSONResponse({"chats": [chat_json(c) for c in page.chats], "cursor": page.cursor})
+        chats = [chat_json(c, sharing=self.verifier is not None) for c in page.chats]
+        return JSONResponse({"chats": chats, "cursor": page.cursor})
 
     async def list_thread(self, request: Request) -> Response:
         """`GET /chats?threadId=…`: one thread's chats, oldest first (none: an empty list)."""
@@ -360,7 +363,8 @@ class Api:
             chats = await self.store.list_thread(thread_id)
         # Somebody else's thread lists as no thread at all.
         chats = [c for c in chats if c.owner == sub]
-        return JSONResponse({"chats": [chat_json(c) for c in chats]})
+        sharing = self.verifier is not None
+        return JSONResponse({"chats": [chat_json(c, sharing=sharing) for c in chats]})
 
     async def _history(self, chat: Chat | None) -> tuple[Turn, ...]:
         """The earlier turns of the chat's thread that the source is given."""
