@@ -328,7 +328,7 @@ def test_a_silent_source_gets_heartbeats_a_talking_one_does_not(store: StreamSto
         StreamDriver(
             talking,  # type: ignore[arg-type]
             talking_id,
-            paced([f"{i}. " for i in range(80)], 0.02),  # about 1.6 s of steady text
+            paced([f"{i}. " for i in range(200)], 0.02),  # about 4 s of steady text
             max_delay=0.02,
             cancel_poll_interval=0.05,
             heartbeat_interval=1.0,
@@ -340,7 +340,9 @@ def test_a_silent_source_gets_heartbeats_a_talking_one_does_not(store: StreamSto
 
     asyncio.run(run())
     assert silent.heartbeats >= 3  # 2 s of silence, one every 0.2 s (fewer under load)
-    assert talking.heartbeats == 0  # every batch is a sign of life already
+    # Every batch is a sign of life already: without that it would send three or more; one
+    # may slip in when a loaded machine delays a write past the interval.
+    assert talking.heartbeats <= 1
     assert store.read(silent_id).text == "Hm. after the silence"
 
 
