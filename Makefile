@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint format build bench vendor-web clean
+.PHONY: dev dev-reset test lint format build bench vendor-web clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ $(CHECKOV): pyproject.toml $(STAMP)
 
 dev: $(STAMP) ## run the whole stack locally (DynamoDB, HTTP, WebSocket, fan-out, sweeper)
 	$(BIN)/pts dev
+
+dev-reset: $(STAMP) ## the same, from empty tables: forget what .pts-local/ kept
+	$(BIN)/pts dev --reset
 
 # The JavaScript client's dev dependencies (tsc, React, a DOM), from its lock file.
 JS_MODULES := clients/js/node_modules/.package-lock.json

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from pts import aws
 from pts.local.stack import LocalStack, StackOptions
@@ -31,10 +32,13 @@ class RunningStack:
 
 
 @contextmanager
-def running_stack(environment: dict[str, str] | None = None) -> Iterator[RunningStack]:
+def running_stack(
+    environment: dict[str, str] | None = None, *, data_dir: Path | None = None
+) -> Iterator[RunningStack]:
     """Start the stack in a thread of its own, point this process's clients at it (its
     `client_environment()`); stop it and restore the environment after. `environment`
-    adds knobs (`PTS_*`) on top of `TEST_ENVIRONMENT`."""
+    adds knobs (`PTS_*`) on top of `TEST_ENVIRONMENT`. In memory only, unless given a
+    `data_dir` to keep the tables in."""
     saved = dict(os.environ)
     os.environ.update({**TEST_ENVIRONMENT, **(environment or {})})
     options = StackOptions(
@@ -44,6 +48,7 @@ def running_stack(environment: dict[str, str] | None = None) -> Iterator[Running
         table_prefix=f"t{uuid.uuid4().hex[:8]}",
         auth=os.environ.get("PTS_AUTH", "none"),  # jwt: the local issuer on a free port too
         issuer_port=0,
+        data_dir=data_dir,
     )
     stack = LocalStack(options)
     loop = asyncio.new_event_loop()

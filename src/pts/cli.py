@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -28,6 +30,8 @@ HTTP_URL = "http://127.0.0.1:8000"
 WS_URL = "ws://127.0.0.1:8001"
 ISSUER_URL = "http://127.0.0.1:8002"
 CLIENT_ID = "pts-chat"
+DEFAULT_DATA_DIR = ".pts-local"
+"""`pts dev`'s data dir, in the working directory (git-ignored)."""
 
 
 def _http_url() -> str:
@@ -120,9 +124,13 @@ def dev(args: argparse.Namespace) -> int:
     # venv gets it from aws-sam-cli, and botocore then signs each call ~3x slower). Read
     # when botocore is imported: before the stack's import.
     os.environ.setdefault("BOTO_DISABLE_CRT", "true")
-    from pts.local.stack import LocalStack
+    from pts.local.dynamodb import reset_data
+    from pts.local.stack import LocalStack, StackOptions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    data_dir: Path | None = None if args.in_memory else args.data_dir
+    if args.reset:
+        reset_data(args.data_dir)
 
     def ready(stack: LocalStack) -> None:
         print(f"HTTP API and chat page  {stack.http_url}", flush=True)
@@ -132,9 +140,12 @@ def dev(args: argparse.Namespace) -> int:
         if stack.issuer:
             print(f"OpenID issuer (dev)     {stack.issuer.url}", flush=True)
             print("sign in                 pts token --user NAME", flush=True)
+        if data_dir is not None:
+            print(f"local data              {data_dir}/ (pts dev --reset: start empty)", flush=True)
         print("ready — Ctrl-C stops", flush=True)
 
-    asyncio.run(LocalStack().run(ready))
+    options = dataclasses.replace(StackOptions.from_env(), data_dir=data_dir)
+    asyncio.run(LocalStack(options).run(ready))
     return 0
 
 
@@ -272,7 +283,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--region", help="the stack's region (default: the AWS configuration's)")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("dev", help="run the whole stack locally").set_defaults(func=dev)
+    dev_parser = commands.add_parser("dev", help="run the whole stack locally")
+    dev_parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(DEFAULT_DATA_DIR),
+        help=f"where the local tables are kept between runs (default {DEFAULT_DATA_DIR}/)",
+    )
+    dev_parser.add_argument(
+        "--reset", action="store_true", help="forget the local data first: start empty"
+    )
+    dev_parser.add_argument(
+        "--in-memory", action="store_true", help="keep nothing: the data dies with the stack"
+    )
+    dev_parser.set_defaults(func=dev)
     chat_parser = commands.add_parser("chat", help="create a chat, drive it, print the reply")
     chat_parser.add_argument("prompt")
     chat_parser.add_argument(

@@ -52,7 +52,7 @@ def dev() -> Iterator[Dev]:
         "PYTHONUNBUFFERED": "1",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "pts.cli", "dev"],
+        [sys.executable, "-m", "pts.cli", "dev", "--in-memory"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

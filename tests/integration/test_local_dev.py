@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 def test_dev_stops_cleanly(sig: signal.Signals):
     env = {**os.environ, "PTS_HTTP_PORT": "0", "PTS_WS_PORT": "0", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "pts.cli", "dev"],
+        [sys.executable, "-m", "pts.cli", "dev", "--in-memory"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -70,7 +70,7 @@ def test_a_killed_dev_takes_its_functions_with_it():
     and the streaming function's uvicorn end with it all the same."""
     env = {**os.environ, "PTS_HTTP_PORT": "0", "PTS_WS_PORT": "0", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "pts.cli", "dev"],
+        [sys.executable, "-m", "pts.cli", "dev", "--in-memory"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

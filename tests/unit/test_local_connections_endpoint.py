@@ -197,3 +197,46 @@ def test_other_http_clients_and_bad_requests():
             await endpoint.stop()
 
     asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_a_post_up_to_128_kib_arrives_in_frames_of_32_kib_and_one_byte_more_is_413():
+    connected: list[str] = []
+
+    def function(event: dict[str, Any]) -> dict[str, int]:
+        if event["requestContext"]["eventType"] == "CONNECT":
+            connected.append(event["requestContext"]["connectionId"])
+        return {"statusCode": 200}
+
+    async def main() -> None:
+        gateway = LocalGateway(API, {"Fn": function})
+        endpoint = ManagementEndpoint(gateway.registry)
+        await endpoint.start()
+        await gateway.start()
+        try:
+            # A client that refuses any frame over 32 KiB, as API Gateway never sends one.
+            async with connect(gateway.url, max_size=(None, 32 * 1024)) as ws:
+                for _ in range(500):
+                    if connected and gateway.registry.get(connected[0]):
+                        break
+                    await asyncio.sleep(0.01)
+                client = management_client(endpoint.url("live"))
+                text = ("é" * 30 + "x") * (128 * 1024 // 61) + "x" * (128 * 1024 % 61)
+                assert len(text.encode()) == 128 * 1024
+                await asyncio.to_thread(
+                    client.post_to_connection, ConnectionId=connected[0], Data=text.encode()
+                )
+                assert await ws.recv() == text
+                with pytest.raises(client.exceptions.PayloadTooLargeException) as refused:
+                    await asyncio.to_thread(
+                        client.post_to_connection,
+                        ConnectionId=connected[0],
+                        Data=text.encode() + b"x",
+                    )
+                answer = refused.value.response
+                assert answer["ResponseMetadata"]["HTTPStatusCode"] == 413
+                assert answer["Error"]["Code"] == "PayloadTooLargeException"
+        finally:
+            await gateway.stop()
+            await endpoint.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -54,6 +54,13 @@ def run_gateway(
     return asyncio.run(asyncio.wait_for(main(), 20))
 
 
+async def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
 # -- routes from the template and route selection ----------------------------------------
 
 
@@ -107,7 +114,8 @@ def test_every_frame_is_routed_and_the_connection_lives_on():
             await ws.send(b"\x00\xff")
             await ws.send('{"action": "unsubscribe", "streamId": "s1"}')
             await ws.ping()
-        await asyncio.sleep(0.2)
+            await _until(lambda: len(recorder.events) == 6)  # frames still waiting at a close
+        await asyncio.sleep(0.2)  # are dropped
 
     run_gateway(recorder, scenario)
     assert recorder.routes() == [
@@ -211,7 +219,7 @@ def test_frames_of_one_connection_in_order_connections_concurrently():
         async with connect(gateway.url) as ws:
             for i in range(2):
                 await ws.send(json.dumps({"action": "subscribe", "streamId": f"{name}{i}"}))
-            await asyncio.sleep(0.05)
+            await _until(lambda: f'"{name}1"' in str([e.get("body") for e in recorder.events]))
 
     async def scenario(gateway: LocalGateway) -> float:
         started = time.monotonic()
@@ -257,3 +265,98 @@ def test_stopping_says_going_away_and_runs_disconnect():
         1001,
         "Going away",
     )
+
+
+# -- AWS's limits and a closed connection's work --------------------------------------------
+
+
+def test_a_frame_over_32_kib_closes_with_1009_but_a_fragmented_message_passes():
+    recorder = Recorder()
+
+    async def scenario(gateway: LocalGateway) -> int | None:
+        async with connect(gateway.url) as ws:  # fragments of 32 KiB: 100 KiB in 4 frames
+            await ws.send(["y" * (32 * 1024)] * 3 + ["y" * (4 * 1024)])
+            await asyncio.sleep(0.2)
+        async with connect(gateway.url) as ws:
+            await ws.send("x" * (32 * 1024 + 1))  # one frame, under the message limit
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            return ws.close_code
+
+    assert run_gateway(recorder, scenario) == 1009
+    assert recorder.routes() == ["$connect", "$default", "$disconnect", "$connect", "$disconnect"]
+    assert len(recorder.events[1]["body"]) == 100 * 1024
+    assert recorder.events[-1]["requestContext"]["disconnectStatusCode"] == 1009
+
+
+def _lifetime_gateway(function: Any, scenario: Any, **limits: float) -> Any:
+    async def main() -> Any:
+        gateway = LocalGateway(API, {"Fn": function}, **limits)
+        await gateway.start()
+        try:
+            return await scenario(gateway)
+        finally:
+            await gateway.stop()
+
+    return asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_an_idle_connection_is_closed_going_away_with_its_disconnect():
+    recorder = Recorder()
+
+    async def scenario(gateway: LocalGateway) -> tuple[int | None, str | None, float]:
+        started = time.monotonic()
+        async with connect(gateway.url) as ws:
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            return ws.close_code, ws.close_reason, time.monotonic() - started
+
+    code, reason, after = _lifetime_gateway(recorder, scenario, idle_timeout=0.5)
+    assert (code, reason) == (1001, "Going away")
+    assert 0.4 < after < 2
+    disconnect = recorder.events[-1]["requestContext"]
+    assert recorder.routes() == ["$connect", "$disconnect"]
+    assert (disconnect["disconnectStatusCode"], disconnect["disconnectReason"]) == (
+        1001,
+        "Going away",
+    )
+
+
+def test_frames_keep_a_connection_alive_until_its_maximum_duration():
+    recorder = Recorder()
+
+    async def scenario(gateway: LocalGateway) -> tuple[int | None, float]:
+        started = time.monotonic()
+        async with connect(gateway.url) as ws:
+            with pytest.raises(ConnectionClosed):
+                while True:  # busy all along: never idle for 0.5 s
+                    await ws.send('{"action": "ping"}')
+                    await asyncio.sleep(0.1)
+            return ws.close_code, time.monotonic() - started
+
+    code, after = _lifetime_gateway(recorder, scenario, idle_timeout=0.5, max_duration=1.5)
+    assert code == 1001
+    assert 1.4 < after < 3
+    assert recorder.routes().count("$default") >= 8
+    assert recorder.routes()[-1] == "$disconnect"
+
+
+def test_a_closed_connections_backlog_is_dropped_and_disconnect_runs_once():
+    recorder = Recorder(lambda event: time.sleep(0.05))
+
+    async def scenario(gateway: LocalGateway) -> tuple[int, int]:
+        async with connect(gateway.url) as ws:
+            for i in range(400):  # 20 s of work at 0.05 s a frame
+                await ws.send(json.dumps({"action": "subscribe", "streamId": f"s{i}"}))
+        closed_at = len(recorder.events)
+        await asyncio.sleep(1.0)
+        settled = len(recorder.events)
+        await asyncio.sleep(1.0)
+        assert len(recorder.events) == settled  # nothing more runs for the closed connection
+        return closed_at, settled
+
+    closed_at, settled = run_gateway(recorder, scenario)
+    routes = recorder.routes()
+    assert settled - closed_at <= 3  # at most the frame running at the close, and $disconnect
+    assert routes.count("$disconnect") == 1 and routes[-1] == "$disconnect"
+    assert routes.count("subscribe") < 60

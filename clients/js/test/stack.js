@@ -28,7 +28,8 @@ export async function startStack({ timeoutMs = 60_000, env = {} } = {}) {
   const pts = process.env.PTS_BIN ?? path.join(repo, ".venv", "bin", "pts");
   if (!existsSync(pts)) throw new Error(`${pts} is missing: run make dev or make test once`);
   const pythonPath = [path.join(repo, "src"), process.env.PYTHONPATH].filter(Boolean).join(":");
-  const child = spawn(pts, ["dev"], {
+  // In memory: the tests never touch (nor see) the developer's .pts-local/.
+  const child = spawn(pts, ["dev", "--in-memory"], {
     cwd: repo,
     env: { ...process.env, ...ENVIRONMENT, ...env, PYTHONPATH: pythonPath },
     stdio: ["ignore", "pipe", "pipe"],

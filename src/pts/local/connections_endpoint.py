@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import unquote
@@ -26,12 +26,15 @@ from pts.local.apigateway_websocket import ConnectionInfo
 logger = logging.getLogger(__name__)
 
 MAX_POST_BYTES = 128 * 1024  # API Gateway's WebSocket message payload limit
+MAX_FRAME_BYTES = 32 * 1024
+"""API Gateway sends a message over 32 KB to the client in frames of 32 KB at most."""
 
 
 class Socket(Protocol):
     """What the management API needs of a live WebSocket connection."""
 
-    async def send(self, message: str | bytes) -> None: ...
+    async def send(self, message: str | bytes | Iterable[str] | Iterable[bytes]) -> None:
+        """A message, or its fragments (one frame each)."""
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
@@ -66,6 +69,23 @@ class ConnectionRegistry:
 
     def __iter__(self) -> Iterator[LiveConnection]:
         return iter(list(self._connections.values()))
+
+
+def _frames(message: str | bytes) -> list[str] | list[bytes]:
+    """A message cut into fragments of at most `MAX_FRAME_BYTES` (text on character
+    boundaries, as each text fragment is UTF-8 of its own)."""
+    if isinstance(message, bytes):
+        return [message[i : i + MAX_FRAME_BYTES] for i in range(0, len(message), MAX_FRAME_BYTES)]
+    fragments: list[str] = []
+    data = message.encode()
+    start = 0
+    while start < len(data):
+        end = min(start + MAX_FRAME_BYTES, len(data))
+        while end < len(data) and (data[end] & 0xC0) == 0x80:  # inside a character
+            end -= 1
+        fragments.append(data[start:end].decode())
+        start = end
+    return fragments
 
 
 def _iso(epoch_ms: int) -> str:
@@ -130,7 +150,10 @@ class ManagementApi:
         except UnicodeDecodeError:
             message = data
         try:
-            await connection.socket.send(message)
+            if len(data) > MAX_FRAME_BYTES:
+                await connection.socket.send(_frames(message))
+            else:
+                await connection.socket.send(message)
         except ConnectionClosed:
             self.registry.remove(connection_id)
             return _GONE

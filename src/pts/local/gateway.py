@@ -10,11 +10,22 @@ As API Gateway does, a frame with no matching route (and no `$default`) gets
 `{"message": "Forbidden", "connectionId", "requestId"}`, one whose function raises gets
 `{"message": "Internal server error", ...}`, and binary frames go to `$default`, base64-encoded.
 
-Limits and deviations from AWS (kept deliberately simple):
+AWS's limits (its "Quotas for configuring and running a WebSocket API"), enforced:
+- a frame over 32 KB, or a message over 128 KB, closes the connection with 1009 (message too
+  big); messages to the client go out in frames of 32 KB at most (`connections_endpoint`);
+- a connection idle for 10 minutes (no frame from the client), or open for 2 hours, is closed
+  with 1001 (going away), its `$disconnect` run: `idle_timeout` and `max_duration` shorten
+  them for tests.
+
+A closed connection's work stops: its frames not yet handed to a function are dropped (only
+the one running finishes), then `$disconnect` runs, once. Frames are read as they arrive, so a
+close is seen behind any backlog; at most `MAX_BACKLOG` frames wait per connection, and one
+beyond gets API Gateway's throttling answer ("Too Many Requests").
+
+Deviations from AWS (kept deliberately simple):
 - clients connect to `ws://host:port` or `ws://host:port/{stage}`; anything else is a 403;
-- a message over 128 KiB closes the connection with 1009 (message too big); API Gateway's
-  32 KiB frame limit is not enforced; no permessage-deflate;
-- no idle (10 min) or maximum (2 h) connection lifetime; keepalive pings every 20 s;
+- a connection's frames are handled one at a time, in order (API Gateway may run them
+  concurrently); no permessage-deflate; keepalive pings every 20 s;
 - `$connect` answers only accept or reject (no subprotocol or header mapping); a `$connect`
   function that raises rejects the handshake with 500; route responses are ignored;
 - a `$connect` with a Lambda REQUEST authorizer runs it first, as API Gateway does: a missing
@@ -62,6 +73,14 @@ logger = logging.getLogger(__name__)
 logging.getLogger("websockets.server").setLevel(logging.WARNING)  # a line per connection
 
 MAX_MESSAGE_BYTES = 128 * 1024
+MAX_FRAME_BYTES = 32 * 1024
+IDLE_TIMEOUT = 10 * 60.0
+"""Seconds without a frame from the client before API Gateway closes a connection."""
+MAX_DURATION = 2 * 60 * 60.0
+"""Seconds a connection may last, however busy."""
+MAX_BACKLOG = 1000
+"""Frames of one connection waiting for its function (a local bound: memory)."""
+GOING_AWAY = 1001
 Invoke = Callable[[dict[str, Any]], Any]
 """Runs one function synchronously with an event and returns its result (or raises)."""
 
@@ -87,12 +106,16 @@ class LocalGateway:
         port: int = 0,
         registry: ConnectionRegistry | None = None,
         max_workers: int = 16,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_duration: float = MAX_DURATION,
     ) -> None:
         self.api = api
         self.functions = functions
         """Function logical id → how to invoke it; looked up per event (so it may fill late)."""
         self.registry = registry if registry is not None else ConnectionRegistry()
         self.selector = RouteSelector(api.route_selection_expression, api.routes)
+        self.idle_timeout = idle_timeout
+        self.max_duration = max_duration
         self._socket = socket.create_server((host, port))
         self.host = host
         self.port: int = self._socket.getsockname()[1]
@@ -119,7 +142,7 @@ class LocalGateway:
             # API Gateway does not negotiate permessage-deflate; compressing every delta
             # once per viewer would also cost the fan-out dearly.
             compression=None,
-            max_size=MAX_MESSAGE_BYTES,
+            max_size=(MAX_MESSAGE_BYTES, MAX_FRAME_BYTES),
             open_timeout=30,  # a cold $connect function may take a while
             server_header=None,
         )
@@ -211,6 +234,9 @@ class LocalGateway:
         """After the handshake: frames → `MESSAGE` events in order, then `$disconnect`."""
         info = self._opening.pop(connection)
         self.registry.add(LiveConnection(info, connection))
+        frames: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        worker = asyncio.create_task(self._work(connection, info, frames))
+        lifetime = asyncio.create_task(self._limit_lifetime(connection, info))
         try:
             while True:
                 try:
@@ -218,8 +244,18 @@ class LocalGateway:
                 except ConnectionClosed:
                     break
                 info.last_active_at = _now_ms()
-                await self._message(connection, info, data)
+                if frames.qsize() >= MAX_BACKLOG:
+                    await _error(connection, info, "Too Many Requests", api_gateway_id())
+                else:
+                    frames.put_nowait(data)
         finally:
+            # Closed: drop what waits, let the running frame finish (its function cannot be
+            # stopped halfway), then clean up after the connection, once.
+            lifetime.cancel()
+            while not frames.empty():
+                frames.get_nowait()
+            frames.put_nowait(None)
+            await asyncio.gather(worker, lifetime, return_exceptions=True)
             self.registry.remove(info.connection_id)
             if DISCONNECT in self.api.routes and self._disconnect_events:
                 code, reason = _close_status(connection)
@@ -227,6 +263,30 @@ class LocalGateway:
                     await self._invoke(DISCONNECT, self.events.disconnect(info, code, reason))
                 except Exception:
                     logger.exception("$disconnect failed")
+
+    async def _work(
+        self,
+        connection: ServerConnection,
+        info: ConnectionInfo,
+        frames: asyncio.Queue[str | bytes | None],
+    ) -> None:
+        """One connection's frames, one at a time, in order, until told to stop (None)."""
+        while (data := await frames.get()) is not None:
+            await self._message(connection, info, data)
+
+    async def _limit_lifetime(self, connection: ServerConnection, info: ConnectionInfo) -> None:
+        """Close the connection as API Gateway does when idle too long or open too long."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.max_duration
+        while True:
+            idle_ends = loop.time() + self.idle_timeout - (_now_ms() - info.last_active_at) / 1000
+            await asyncio.sleep(max(0.0, min(ends, idle_ends) - loop.time()))
+            now = loop.time()
+            idle = (_now_ms() - info.last_active_at) / 1000 >= self.idle_timeout
+            if now >= ends or idle:
+                # Shielded: the connection's end cancels this task, not its closing handshake.
+                await asyncio.shield(connection.close(GOING_AWAY, _REASONS[GOING_AWAY]))
+                return
 
     async def _message(self, connection: ServerConnection, info: ConnectionInfo, data: Any) -> None:
         route_key = self.selector.select(data if isinstance(data, str) else None)

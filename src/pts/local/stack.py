@@ -1,6 +1,7 @@
 """`make dev`: the whole stack on 127.0.0.1, running the very handlers Lambda runs.
 
-- DynamoDB with Streams: moto's server, tables created from `template.yaml`;
+- DynamoDB with Streams: moto's server, tables created from `template.yaml`, their items kept
+  in `StackOptions.data_dir` between runs when given one (`pts dev`: `.pts-local/`);
 - each function in execution environments of its own (`functions`): the streaming function's
   `run.sh` (uvicorn, as Lambda Web Adapter starts it) on `PTS_HTTP_PORT`, the others in
   sandbox processes invoked with Lambda's events;
@@ -39,6 +40,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -53,7 +55,7 @@ from pts.local.event_source_mapping import (
     release_moto_iterator,
 )
 from pts.local.functions import REGION, LocalFunction, WebFunction, lambda_environment
-from pts.local.gateway import LocalGateway
+from pts.local.gateway import IDLE_TIMEOUT, MAX_DURATION, LocalGateway
 from pts.local.intrinsics import refers_to
 from pts.local.issuer import Client, LocalIssuer
 from pts.local.template import Function, Template
@@ -91,6 +93,15 @@ class StackOptions:
     auth: str = "none"
     """`PTS_AUTH`: `jwt` runs the local issuer and deploys the template with `AuthMode=jwt`."""
     issuer_port: int = 8002
+    data_dir: Path | None = None
+    """Where the tables' items are kept between runs (`pts dev`: `.pts-local/`); None keeps
+    everything in memory only."""
+    save_interval: float = 30.0
+    """Seconds between saves of the data dir while anything is written."""
+    ws_idle_timeout: float = IDLE_TIMEOUT
+    """Seconds a WebSocket connection may stay idle (API Gateway: 10 minutes)."""
+    ws_max_duration: float = MAX_DURATION
+    """Seconds a WebSocket connection may last (API Gateway: 2 hours)."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StackOptions:
@@ -141,7 +152,12 @@ class LocalStack:
     def __init__(self, options: StackOptions | None = None, template: Template | None = None):
         self.options = options or StackOptions.from_env()
         self.template = template or Template()
-        self.dynamodb = LocalDynamoDB(self.template, prefix=self.options.table_prefix)
+        self.dynamodb = LocalDynamoDB(
+            self.template,
+            prefix=self.options.table_prefix,
+            data_dir=self.options.data_dir,
+            save_interval=self.options.save_interval,
+        )
         self.functions: dict[str, LocalFunction] = {}
         """The invoked functions (sandbox pools), by logical id."""
         self.web_functions: dict[str, WebFunction] = {}
@@ -322,6 +338,8 @@ class LocalStack:
             host=host,
             port=self.options.ws_port,
             registry=registry,
+            idle_timeout=self.options.ws_idle_timeout,
+            max_duration=self.options.ws_max_duration,
         )
         self.ws_url = self.gateway.url
         self.ws_management_url = self.management.url(api.stage)
