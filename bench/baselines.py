@@ -214,3 +214,54 @@ class SlowWrites:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
+
+
+# -- the batching rule, replayed -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """The batches `pts.batching.Batcher` cuts from a paced reply, and when."""
+
+    batches: list[str]
+    cut_at: list[float]
+    waits: list[float]
+    """Per piece: seconds from leaving the generator to its batch being cut."""
+
+
+def replay_batcher(
+    pieces: Sequence[str],
+    rate: float,
+    min_interval: float,
+    max_delay: float = 1.0,
+    max_bytes: int = 4096,
+) -> Replayed:
+    """Cut `pieces` arriving at `rate` per second as the driver does (sleeping to the
+    batcher's deadline between pieces), with no write time: the rule alone, not measured."""
+    from pts.batching import Batcher
+
+    batcher = Batcher(max_delay=max_delay, max_bytes=max_bytes, min_interval=min_interval)
+    batches: list[str] = []
+    cut_at: list[float] = []
+
+    def took(got: list[str], at: float) -> None:
+        batches.extend(got)
+        cut_at.extend([at] * len(got))
+
+    for i, piece in enumerate(pieces):
+        now = i / rate
+        while (deadline := batcher.deadline()) is not None and deadline <= now:
+            took(batcher.due(deadline), deadline)
+        took(batcher.add(piece, now), now)
+    end = len(pieces) / rate
+    while (deadline := batcher.deadline()) is not None and deadline <= end:
+        took(batcher.due(deadline), deadline)
+    took(batcher.flush(), end)
+    waits, offset, k = [], 0, 0
+    ends = [sum(len(b) for b in batches[: j + 1]) for j in range(len(batches))]
+    for i, piece in enumerate(pieces):
+        offset += len(piece)
+        while ends[k] < offset:
+            k += 1
+        waits.append(cut_at[k] - i / rate)
+    return Replayed(batches, cut_at, waits)

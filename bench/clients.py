@@ -4,8 +4,8 @@
 returns what each client received and when (`time.monotonic()`, the machine-wide clock the
 generator's timestamps use too). Running it in its own process (`LoadProcess`) keeps the
 clients off the stack's interpreter lock: on two cores the stack gets one to itself.
-Viewers follow the client rule of SPEC §5 (apply `seq == last + 1`, ignore older, re-subscribe
-with `after` on a gap).
+Viewers follow the client rule of docs/protocol.md (apply `seq == last + 1`, ignore older,
+re-subscribe with `after` on a gap).
 """
 
 from __future__ import annotations

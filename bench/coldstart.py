@@ -5,8 +5,9 @@ function is its folder plus the `PtsLayer` layer; both are measured unzipped and
 Lambda downloads). Import time is measured in fresh interpreters started with `-S` (no site
 packages: only the layer is importable) on this machine's Python, not Lambda's 3.13 on
 arm64, so it is a proxy. Lambda's code directory is read-only, so a module without bytecode
-is compiled on every cold start: the layer is built `--no-compile`, and the import is timed
-both as shipped (no `.pyc`) and with bytecode compiled beforehand.
+is compiled on every cold start: the import is timed without `.pyc` for this Python (the
+layer holds 3.13's when the build had a Python 3.13, which this one ignores) and with
+bytecode compiled beforehand; `import_seconds(python=…)` times another interpreter.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def zipped_bytes(path: Path) -> int:
     return buffer.tell()
 
 
-def import_seconds(layer: Path, function: Path, body: str, *, bytecode: bool) -> float:
+def import_seconds(
+    layer: Path, function: Path, body: str, *, bytecode: bool, python: str = sys.executable
+) -> float:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -86,7 +89,7 @@ def import_seconds(layer: Path, function: Path, body: str, *, bytecode: bool) ->
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # read-only code, as on Lambda
     code = _TIMED.format(layer=str(layer), function=str(function), body=body)
     result = subprocess.run(
-        [sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, timeout=120
+        [python, "-S", "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     if result.returncode != 0:
         raise RuntimeError(f"importing from the artifact failed:\n{result.stderr}")

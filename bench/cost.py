@@ -3,7 +3,9 @@
 A reply is priced as the sum of what it makes each service do (`ReplyUsage`): the streaming
 function runs for as long as the model streams; the fan-out runs once per poll of the
 stream's shard that finds records, and spends a fixed time per invocation plus a time per
-post to a viewer; each viewer connects, subscribes and disconnects (three WebSocket
+post to a viewer, and above `viewers_per_invocation` viewers it hands the other slices to
+worker invocations (the second level), which cost a request and the same time per post
+plus their own fixed time; each viewer connects, subscribes and disconnects (three WebSocket
 function invocations); DynamoDB and API Gateway bill units and messages. `design_usage`
 builds the usage of one design (ours, per-token persistence, full-body re-send) for V
 viewers from measured inputs (`Measured`); everything not measured is an argument with a
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +134,8 @@ class Measured:
     fullbody_bytes_per_viewer: float
     fullbody_read_units: float
     """RRU a full-body fan-out spends re-reading the body, one reply."""
+    viewers_per_invocation: int | None = None
+    """The second level's slice (None: one level for every audience)."""
 
 
 def design_usage(
@@ -141,11 +145,13 @@ def design_usage(
     *,
     tokens_per_second: float = 50.0,
     memory_gb: float = 0.5,
+    fanout_memory_gb: float = 1.769,
     gsi_write_units: float = 5.0,
 ) -> ReplyUsage:
     """The usage of `design` ("ours", "per_token", "fullbody") for one reply.
 
     `tokens_per_second`: how fast the model streams (the streaming function lives that long).
+    `fanout_memory_gb`: the fan-out's and its workers' memory (template.yaml: a whole vCPU).
     `gsi_write_units`: the index writes of a reply's lifecycle, the same in every design
     (the chat into ChatsByOwner; the stream into, across and out of ActiveStreams).
     """
@@ -153,7 +159,9 @@ def design_usage(
     records = m.pieces if design == "per_token" else m.batches
     invocations = min(records, math.ceil(seconds * LAMBDA_POLLS_PER_SECOND)) + 1  # + status
     posts = (records + 1) * viewers
-    fanout_ms = invocations * m.fanout_base_ms + posts * m.fanout_post_ms
+    slices = math.ceil(viewers / m.viewers_per_invocation) if m.viewers_per_invocation else 1
+    workers = invocations * (slices - 1)  # each fan-out invocation keeps the first slice
+    fanout_ms = (invocations + workers) * m.fanout_base_ms + posts * m.fanout_post_ms
     per_viewer = {
         "ours": m.messages_per_viewer,
         "per_token": m.messages_per_viewer - m.batches + m.pieces,
@@ -174,8 +182,8 @@ def design_usage(
         viewers=viewers,
         stream_requests=2,  # POST /chats, POST /chat-stream
         stream_gb_seconds=memory_gb * seconds,
-        fanout_requests=invocations,
-        fanout_gb_seconds=memory_gb * fanout_ms / 1000,
+        fanout_requests=invocations + workers,
+        fanout_gb_seconds=fanout_memory_gb * fanout_ms / 1000,
         websocket_requests=3 * viewers,  # $connect, subscribe, $disconnect
         websocket_gb_seconds=memory_gb * 3 * viewers * m.websocket_ms / 1000,
         write_units=writes + gsi_write_units + viewers * m.subscription_write_units,
@@ -187,13 +195,21 @@ def design_usage(
 
 
 def cost_table(
-    m: Measured, prices: Prices, viewer_counts: tuple[int, ...] = (1, 10, 100, 1000)
+    m: Measured,
+    prices: Prices,
+    viewer_counts: tuple[int, ...] = (1, 10, 100, 1000, 10_000),
+    variants: dict[str, Measured] | None = None,
 ) -> list[dict[str, Any]]:
-    """Dollars per 1,000 replies, by design and viewer count, with the usage behind them."""
+    """Dollars per 1,000 replies, by design and viewer count, with the usage behind them.
+
+    `variants`: other inputs priced as "ours" (another batching interval), by name."""
     rows = []
     for viewers in viewer_counts:
-        for design in ("ours", "per_token", "fullbody"):
-            usage = design_usage(design, m, viewers)
+        designs = [("ours", "ours", m)]
+        designs += [(name, "ours", other) for name, other in (variants or {}).items()]
+        designs += [("per_token", "per_token", m), ("fullbody", "fullbody", m)]
+        for name, design, inputs in designs:
+            usage = replace(design_usage(design, inputs, viewers), design=name)
             dollars = {k: v * 1000 for k, v in usage.cost(prices).items()}
             rows.append({**asdict(usage), "per_1000_replies": dollars})
     return rows

@@ -56,7 +56,9 @@ class _Server(uvicorn.Server):
 class BenchStack:
     """`start()` → the stack runs in a thread; `run(coro)` runs a coroutine on its loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.env = {**STACK_ENV, **(env or {})}
+        """Knobs (`PTS_*`) for every function, on top of `STACK_ENV`."""
         self.stack: LocalStack | None = None
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -68,7 +70,7 @@ class BenchStack:
 
     def start(self) -> BenchStack:
         self._saved_env = dict(os.environ)
-        os.environ.update(STACK_ENV)
+        os.environ.update(self.env)
         # The functions import the paced source from this checkout (as from a layer).
         os.environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
@@ -145,6 +147,11 @@ class BenchStack:
         settings = Settings.from_env()
         return StreamStore(settings.table, retention_days=settings.retention_days)
 
+    def management(self) -> Any:
+        """The local `@connections` API: its `post_delay` is the latency each post gets."""
+        assert self.stack is not None and self.stack.management is not None
+        return self.stack.management.api
+
     def pause_fanout(self) -> None:
         """Stop the Streams pollers: the fan-out's work is no part of the driver's overhead,
         and here it would share the machine's two cores with the driver."""
@@ -190,9 +197,19 @@ class FanoutProbe:
 
     def __init__(self) -> None:
         self.invocations: list[FanoutInvocation] = []
+        self.worker_invocations: list[FanoutInvocation] = []
+        """The second level's (`FanoutWorkerFunction`), with no batches."""
 
-    def attach(self, stack: LocalStack, name: str = "FanoutFunction") -> FanoutProbe:
+    def attach(
+        self, stack: LocalStack, name: str = "FanoutFunction", worker: str = "FanoutWorkerFunction"
+    ) -> FanoutProbe:
         stack.functions[name].observe(self._record)
+        if worker in stack.functions:
+            stack.functions[worker].observe(
+                lambda done: self.worker_invocations.append(
+                    FanoutInvocation(done.started, done.ended, ())
+                )
+            )
         return self
 
     def _record(self, invocation: Invocation) -> None:

@@ -25,6 +25,7 @@ from bench.stats import delivery_lags, median, percentile, ratio
 from bench.workload import TIMELINE, Workload
 from pts.config import Settings
 from pts.connections import Connections
+from pts.model import new_id
 from pts.storage import deserialize, serialize
 from pts.subscriptions import SubscriptionStore
 
@@ -318,6 +319,7 @@ def measure_viewers(bench: Bench, counts: dict[int, tuple[int, Workload]]) -> di
             "reply_bytes": workload.reply_bytes,
             "runs": runs,
             "lag_ms": lag_summary(pooled),
+            "lag_ms_percentiles": [percentile(pooled, p) for p in range(101)],
             "emit_to_write_ms": lag_summary([x for s in stages for x in s[0]]),
             "write_to_viewer_ms": lag_summary([x for s in stages for x in s[1]]),
             "bytes_per_viewer": median(o["bytes"] for o in ours),
@@ -329,6 +331,7 @@ def measure_viewers(bench: Bench, counts: dict[int, tuple[int, Workload]]) -> di
                 f.billed_messages for f in fullbody
             ),
             "batches": median(len(r["batches"]) for r in results),
+            "batch_texts": results[len(results) // 2]["batches"],  # for the cost model
             "wrong_texts": sum(r["wrong_texts"] for r in results),
             "resubscribes": sum(o["resubscribes"] for o in ours),
             "delivery_seconds": median(r["seconds"] for r in results),
@@ -375,13 +378,21 @@ def lag_stages(run: dict[str, Any]) -> tuple[list[float], list[float]]:
 
 
 def measure_many_viewers(
-    bench: Bench, viewers: int, trials: int, workload: Workload
+    bench: Bench,
+    viewers: int,
+    trials: int,
+    workload: Workload,
+    post_delays: tuple[float, ...] = (0.0,),
 ) -> dict[str, Any]:
     """`viewers` viewers on one stream: the viewer lag while it is driven, then the fan-out
     time of `trials` single batches written past its end, one at a time (from the fan-out
-    invocation's start to the last viewer having the batch)."""
+    invocation's start to the last viewer having the batch), for each of `post_delays`
+    injected into every `@connections` post (the first is the headline)."""
     stream_id, token = new_chat(bench.stack.http_url, workload)
-    watch = Watch(bench.stack.ws_url, (stream_id,), viewers, extra=trials)
+    # One untimed batch first: it starts the workers' execution environments (cold starts
+    # are no part of a batch's fan-out once a stream is under way).
+    rounds = 1 + trials * len(post_delays)
+    watch = Watch(bench.stack.ws_url, (stream_id,), viewers, extra=rounds)
     connect_started = time.monotonic()
     future = bench.load.submit([], [watch], timeout=900)
     wait_for(lambda: subscribers(stream_id) >= viewers, 600, future, every=0.5)
@@ -396,15 +407,25 @@ def measure_many_viewers(
     store = bench.stack.store()
     text = "The quick brown fox jumps over the lazy dog. "
     written: list[float] = []
-    for seq in range(len(batches) + 1, len(batches) + trials + 1):
-        store.append(stream_id, seq, text)
-        written.append(time.monotonic())
-        # The probe records an invocation once it has returned.
-        wait_for(lambda seq=seq: bench.probe.started(stream_id, seq) is not None, 120, future)
-        time.sleep(0.2)
+    management = bench.stack.management()
+    workers_before = len(bench.probe.worker_invocations)
+    try:
+        for delay in (0.0, *post_delays):
+            management.post_delay = delay
+            for _ in range(trials if written else 1):
+                seq = len(batches) + len(written) + 1
+                store.append(stream_id, seq, text)
+                written.append(time.monotonic())
+                # The probe records an invocation once it has returned.
+                wait_for(
+                    lambda seq=seq: bench.probe.started(stream_id, seq) is not None, 120, future
+                )
+                time.sleep(0.5 + 2 * delay * viewers / 32)  # the workers' posts, too
+    finally:
+        management.post_delay = 0.0
     load = future.result(960)
     times, handler, end_to_end = [], [], []
-    for k in range(1, trials + 1):
+    for k in range(2, rounds + 1):
         seq = len(batches) + k
         invocation = next(i for i in bench.probe.invocations if (stream_id, seq) in i.batches)
         held = workload.reply_bytes + len(text.encode()) * k
@@ -412,6 +433,16 @@ def measure_many_viewers(
         times.append((last - invocation.started) * 1000)
         handler.append((invocation.ended - invocation.started) * 1000)
         end_to_end.append((last - written[k - 1]) * 1000)
+    by_delay = {
+        f"{delay * 1000:g}ms": {
+            "fanout_ms": median(times[i * trials : (i + 1) * trials]),
+            "fanout_ms_per_trial": times[i * trials : (i + 1) * trials],
+            "handler_ms": median(handler[i * trials : (i + 1) * trials]),
+            "write_to_last_viewer_ms": median(end_to_end[i * trials : (i + 1) * trials]),
+        }
+        for i, delay in enumerate(post_delays)
+    }
+    times, handler, end_to_end = times[:trials], handler[:trials], end_to_end[:trials]
     emitted = TIMELINE.of(stream_id)
     lags = [lag for v in load.viewers for lag in ms(delivery_lags(emitted, v.received))]
     fullbody = baselines.fullbody_messages(stream_id, batches) + baselines.envelope(
@@ -421,7 +452,7 @@ def measure_many_viewers(
     trial_bytes = len(
         Connections.encode({"type": "delta", "streamId": stream_id, "seq": 100, "text": text})
     )
-    expected = workload.text + text * trials
+    expected = workload.text + text * rounds
     wrong = sum(v.text != expected for v in load.viewers) + (body != workload.text)
     forget(bench, stream_id)
     return {
@@ -434,21 +465,23 @@ def measure_many_viewers(
             "write_to_last_viewer_ms": median(end_to_end),
             "posts_per_second": viewers / (median(times) / 1000),
             "connect_seconds": connect_seconds,
+            "by_post_delay": by_delay,
+            "worker_invocations": len(bench.probe.worker_invocations) - workers_before,
         },
         "lag": {
             "tokens": workload.tokens,
             "reply_bytes": workload.reply_bytes,
             "runs": 1,
             "lag_ms": lag_summary(lags),
-            "bytes_per_viewer": median(v.wire_bytes for v in load.viewers) - trials * trial_bytes,
-            "messages_per_viewer": median(v.messages for v in load.viewers) - trials,
+            "bytes_per_viewer": median(v.wire_bytes for v in load.viewers) - rounds * trial_bytes,
+            "messages_per_viewer": median(v.messages for v in load.viewers) - rounds,
             "bytes_per_viewer_fullbody_baseline": fullbody.bytes,
             "messages_per_viewer_fullbody_baseline": fullbody.messages,
             "billed_messages_per_viewer_fullbody_baseline": fullbody.billed_messages,
             "batches": len(batches),
             "wrong_texts": wrong,
             "resubscribes": sum(v.resubscribes for v in load.viewers),
-            "delivery_seconds": max(v.received[-1 - trials][1] for v in load.viewers)
+            "delivery_seconds": max(v.received[-1 - rounds][1] for v in load.viewers)
             - min(t for _, t in emitted),
             "dynamodb": writes_of(usage),
         },
@@ -573,10 +606,10 @@ def batch_item_overhead(bench: Bench) -> int:
     """Bytes of a batch item besides its text (what a body re-read pays per batch)."""
     item = serialize(
         {
-            "pk": "STREAM#" + "x" * 22,
+            "pk": "STREAM#" + "x" * len(new_id()),
             "sk": "BATCH#0000000001",
             "kind": "batch",
-            "streamId": "x" * 22,
+            "streamId": "x" * len(new_id()),
             "seq": 1,
             "text": "",
             "writtenAt": int(time.time() * 1000),
@@ -584,3 +617,36 @@ def batch_item_overhead(bench: Bench) -> int:
         }
     )
     return item_size(item)
+
+
+# -- what one call costs the caller -----------------------------------------------------
+
+
+def call_costs(bench: Bench, calls: int = 300) -> dict[str, float]:
+    """CPU (this thread's) per `@connections` post and per asynchronous `lambda:Invoke`, on
+    this machine, against the local endpoints: the simulation's costs of a post and of
+    starting a worker. Posts go to a connection that does not exist (410, the endpoint's
+    cheapest answer); invocations are `DryRun`s of the worker (no function runs)."""
+    import boto3
+
+    assert bench.stack.stack is not None and bench.stack.stack.lambda_endpoint is not None
+    connections = Connections(bench.stack.stack.ws_management_url)
+    for _ in range(20):
+        connections.send("no-such-connection", b"{}")
+    message = (
+        b'{"type":"delta","streamId":"' + b"s" * len(new_id()) + b'","seq":7,"text":"' + b"x" * 150
+    )
+    message += b'"}'
+    started = time.thread_time()
+    for _ in range(calls):
+        connections.send("no-such-connection", message)
+    post_cpu = (time.thread_time() - started) / calls
+    client = boto3.client("lambda", endpoint_url=bench.stack.stack.lambda_endpoint.url)
+    payload = b'{"type":"pts.fanout.slice"' + b" " * 6000 + b"}"
+    for _ in range(5):
+        client.invoke(FunctionName="FanoutWorkerFunction", InvocationType="DryRun")
+    started = time.thread_time()
+    for _ in range(calls // 3):
+        client.invoke(FunctionName="FanoutWorkerFunction", InvocationType="DryRun", Payload=payload)
+    invoke_cpu = (time.thread_time() - started) / (calls // 3)
+    return {"post_cpu_ms": post_cpu * 1000, "invoke_cpu_ms": invoke_cpu * 1000}

@@ -2,14 +2,18 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pts import observability
 from pts.sweeper import sweep_from_env
 
-logger = Logger()
+logger = observability.logger()
+tracer = observability.tracer()
+metrics = observability.metrics
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
     return sweep_from_env().as_dict()

@@ -37,7 +37,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from pts import sse, threads
+from pts import observability, sse, threads
 from pts.config import Settings
 from pts.driver import StreamDriver
 from pts.model import ANONYMOUS, Chat, Stream
@@ -393,6 +393,7 @@ class Api:
             aiter_source(self.source, request_),
             max_delay=self.settings.batch_max_delay,
             max_bytes=self.settings.batch_max_bytes,
+            min_interval=self.settings.batch_min_interval,
             heartbeat_interval=self.settings.idle_timeout / 4,
         )
         self.drivers[stream_id] = driver
@@ -473,6 +474,8 @@ class Api:
         state = await self.store.request_cancel(stream.stream_id)
         if state is None:
             return False
+        if state is Status.CANCELLED:  # it was pending: no driver will count it
+            observability.count(observability.CANCELS)
         # The driver may run in this very process: stop it now instead of at its next poll.
         if driver := self.drivers.get(stream.stream_id):
             driver.cancel()
@@ -569,6 +572,8 @@ def create_app(
 ) -> Starlette:
     """The ASGI app. With no arguments everything comes from the environment (in `jwt`
     mode the verifier too; a misconfiguration fails here, at start)."""
+    if observability.on_lambda():
+        observability.logger()  # JSON log lines, as the other functions write them
     settings = settings or Settings.from_env()
     store = store or StreamStore(
         settings.table,

@@ -1,13 +1,15 @@
 """Where streamed text is cut into persisted batches (docs/protocol.md, lifecycle).
 
-Every batch is one DynamoDB write and one WebSocket delta, so batches should be few but
-arrive soon, and should end where a reader would pause. `Batcher` decides the cuts; it is
-pure and synchronous, and the caller supplies the (monotonic) time, so the driver can run it
-beside the HTTP stream and tests can run it without sleeping.
+Every batch is one DynamoDB write and one WebSocket message to every viewer (API Gateway
+bills messages, not bytes), so batches should be few but arrive soon, and should end where a
+reader would pause. `Batcher` decides the cuts; it is pure and synchronous, and the caller
+supplies the (monotonic) time, so the driver can run it beside the HTTP stream and tests can
+run it without sleeping.
 
 A batch is cut:
 
-1. after the *last* sentence boundary in the buffer. A boundary ends
+1. after the *last* sentence boundary in the buffer, once at least `min_interval` seconds
+   have passed since the previous batch (0: at every boundary). A boundary ends
    - right after the first whitespace character (`str.isspace`) that directly follows
      `.`, `!`, `?` or `…` (so `"Hi.  Yo"` cuts as `"Hi. "` + `" Yo"`);
    - right after a newline `\\n`;
@@ -15,20 +17,23 @@ A batch is cut:
 
    Punctuation at the very end of the buffer is not a boundary yet (`"3.14"`, `"e.g.x"`,
    `"v1."` may continue); it becomes one if the next piece starts with whitespace.
-2. of the whole buffer, once its oldest character has waited `max_delay` seconds, so text
-   without punctuation (code, lists) still persists within about a second;
+2. of the whole buffer, once its oldest character has waited `max_delay` seconds and
+   `min_interval` has passed since the previous batch, so text without punctuation (code,
+   lists) still persists within about a second (a character waits at most
+   `max_delay + min_interval`);
 3. into chunks of at most `max_bytes` UTF-8 bytes whenever the buffer would exceed that,
    never inside a character: preferably after the last boundary, else after the last
    whitespace, in the second half of the chunk, else as late as a character allows.
 
-No batch is empty or longer than `max_bytes` bytes, and the batches joined are exactly the
-text added. The buffer is never rescanned: only a new piece (plus the one character before
-it, which may be the punctuation of a boundary) is searched, and the buffer never holds a
-complete boundary between calls.
+Only rule 3 may cut sooner than `min_interval` after the previous batch. No batch is empty or
+longer than `max_bytes` bytes, and the batches joined are exactly the text added. The buffer
+is never rescanned: only a new piece (plus the one character before it, which may be the
+punctuation of a boundary) is searched, and the buffer's last boundary is remembered.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 
@@ -53,18 +58,25 @@ def _nbytes(text: str) -> int:
 class Batcher:
     """Buffers streamed text and says which batches are ready to persist.
 
-    `add` applies all three rules at time `now`; `due` applies the `max_delay` rule alone
-    (the only one that can fire without new text), at the `deadline()` the caller sleeps to;
+    `add` applies all three rules at time `now`; `due` applies the two timed ones (the
+    only ones that can fire without new text) at the `deadline()` the caller sleeps to;
     `flush` empties the buffer at the end of the stream.
     """
 
-    def __init__(self, max_delay: float = 1.0, max_bytes: int = 4096) -> None:
+    def __init__(
+        self, max_delay: float = 1.0, max_bytes: int = 4096, min_interval: float = 0.5
+    ) -> None:
         if not max_delay >= 0:  # also rejects NaN; math.inf disables the rule
             raise ValueError(f"max_delay must be >= 0, got {max_delay!r}")
+        if not 0 <= min_interval < math.inf:
+            raise ValueError(f"min_interval must be >= 0 and finite, got {min_interval!r}")
         if max_bytes < 4:  # one UTF-8 character may take 4 bytes
             raise ValueError(f"max_bytes must be >= 4, got {max_bytes!r}")
         self.max_delay = max_delay
         self.max_bytes = max_bytes
+        self.min_interval = min_interval
+        self._boundary = 0  # characters up to the buffer's last boundary (0: none)
+        self._last_cut: float | None = None  # when the previous batch was returned
         self._parts: list[str] = []  # the buffer, unjoined so appending stays O(piece)
         self._len = 0  # characters buffered
         self._bytes = 0  # UTF-8 bytes buffered
@@ -81,17 +93,23 @@ class Batcher:
         return self._parts[0] if self._parts else ""
 
     def deadline(self) -> float | None:
-        """When `due()` will flush: oldest buffered character's arrival + `max_delay`."""
-        return self._arrivals[0][1] + self.max_delay if self._arrivals else None
+        """When `due()` will cut: the previous batch + `min_interval` if a boundary is
+        buffered, else the oldest buffered character's arrival + `max_delay` (not before
+        the previous batch + `min_interval`)."""
+        if not self._arrivals:
+            return None
+        at = self._arrivals[0][1] + self.max_delay
+        if self._boundary:
+            at = min(at, self._next_allowed())
+        return max(at, self._next_allowed())
 
     def add(self, piece: str, now: float) -> list[str]:
         """Buffer `piece` (received at `now`); return the batches now ready, maybe none."""
-        boundary = 0
         if piece:
             before = self._parts[-1][-1] if self._parts else ""
             m = _LAST_BOUNDARY.match(before + piece)
             if m:
-                boundary = self._len - len(before) + m.end()
+                self._boundary = self._len - len(before) + m.end()
             self._parts.append(piece)
             self._len += len(piece)
             self._bytes += _nbytes(piece)
@@ -102,27 +120,39 @@ class Batcher:
                 self._arrivals[-1] = (end, t)
             else:
                 self._arrivals.append((end, t))
-        if self._is_due(now):
-            boundary = self._len
-        batches = self._split(self._take(boundary)) if boundary else []
+        over = self._bytes > self.max_bytes
+        batches = self._cut(now, force=over)
         if self._bytes > self.max_bytes:
             # No boundary left in the buffer: cut off full chunks, keep the tail buffered.
             *full, _ = self._split(self.pending)
             batches.extend(full)
             self._take(sum(map(len, full)))
+        if batches:
+            self._last_cut = now
         return batches
 
     def due(self, now: float) -> list[str]:
-        """The whole buffer if its oldest character has waited `max_delay` at `now`."""
-        return self._split(self._take(self._len)) if self._is_due(now) else []
+        """What the timed rules cut at `now`: up to the last boundary once `min_interval`
+        has passed, the whole buffer once its oldest character has waited `max_delay`."""
+        batches = self._cut(now)
+        if batches:
+            self._last_cut = now
+        return batches
 
     def flush(self) -> list[str]:
         """Everything still buffered (end of stream); `[]` if nothing is."""
         return self._split(self._take(self._len))
 
-    def _is_due(self, now: float) -> bool:
-        deadline = self.deadline()
-        return deadline is not None and now >= deadline
+    def _next_allowed(self) -> float:
+        return -math.inf if self._last_cut is None else self._last_cut + self.min_interval
+
+    def _cut(self, now: float, force: bool = False) -> list[str]:
+        """The batches rules 1 and 2 cut at `now`; `force`: ignore `min_interval`."""
+        if not self._arrivals or not (force or now >= self._next_allowed()):
+            return []
+        if now >= self._arrivals[0][1] + self.max_delay:
+            return self._split(self._take(self._len))
+        return self._split(self._take(self._boundary)) if self._boundary else []
 
     def _take(self, n: int) -> str:
         """Remove and return the first `n` buffered characters."""
@@ -134,6 +164,7 @@ class Batcher:
         self._len = len(tail)
         self._bytes -= _nbytes(head)
         self._offset += n
+        self._boundary = max(0, self._boundary - n)
         while self._arrivals and self._arrivals[0][0] <= self._offset:
             self._arrivals.popleft()
         return head

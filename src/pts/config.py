@@ -41,9 +41,18 @@ class Settings:
     retention_days: int = 30
     idle_timeout: float = 120.0
     pending_timeout: float = 600.0
+    batch_min_interval: float = 0.5
+    """Least time between two batches cut at sentence boundaries (`PTS_BATCH_MIN_INTERVAL_SECONDS`):
+    every batch is one message per viewer, so fewer batches are the cheapest lever."""
     batch_max_delay: float = 1.0
     batch_max_bytes: int = 4096
     cors_origins: tuple[str, ...] = ("*",)
+    fanout_worker_function: str | None = None
+    """The fan-out's second level (`PTS_FANOUT_WORKER_FUNCTION`): the function invoked for
+    each slice of a big audience; unset, one invocation posts to every viewer."""
+    fanout_viewers_per_invocation: int = 250
+    """Viewers one fan-out invocation posts to (`PTS_FANOUT_VIEWERS_PER_INVOCATION`); a
+    stream with more is handed to workers in slices of this size."""
     ws_management_url: str | None = None
     """`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}` for `@connections`."""
     ws_url: str | None = None
@@ -79,10 +88,20 @@ class Settings:
             retention_days=_number(env, "PTS_RETENTION_DAYS", cls.retention_days, int),
             idle_timeout=_number(env, "PTS_IDLE_TIMEOUT_SECONDS", cls.idle_timeout, float),
             pending_timeout=_number(env, "PTS_PENDING_TIMEOUT_SECONDS", cls.pending_timeout, float),
+            batch_min_interval=_number(
+                env, "PTS_BATCH_MIN_INTERVAL_SECONDS", cls.batch_min_interval, float
+            ),
             batch_max_delay=_number(env, "PTS_BATCH_MAX_DELAY_SECONDS", cls.batch_max_delay, float),
             batch_max_bytes=_number(env, "PTS_BATCH_MAX_BYTES", cls.batch_max_bytes, int),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
             ws_management_url=env.get("PTS_WS_MANAGEMENT_URL") or None,
+            fanout_worker_function=env.get("PTS_FANOUT_WORKER_FUNCTION") or None,
+            fanout_viewers_per_invocation=_number(
+                env,
+                "PTS_FANOUT_VIEWERS_PER_INVOCATION",
+                cls.fanout_viewers_per_invocation,
+                int,
+            ),
             ws_url=env.get("PTS_WS_URL") or None,
             auth=auth,
             sign_in_client_id=(env.get("PTS_JWT_AUDIENCE") or "").split(",")[0].strip() or None,

@@ -23,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
+from pts import observability
 from pts.batching import Batcher, coalesce
 from pts.protocol import Status
 from pts.storage import AsyncStreamStore, StorageError, StreamEnded, StreamStore
@@ -61,6 +63,7 @@ class StreamDriver:
         *,
         max_delay: float = 1.0,
         max_bytes: int = 4096,
+        min_interval: float = 0.5,
         cancel_poll_interval: float = 1.0,
         heartbeat_interval: float = 30.0,
         write_retry_for: float = 30.0,
@@ -68,7 +71,7 @@ class StreamDriver:
         self.store = store if isinstance(store, AsyncStreamStore) else AsyncStreamStore(store)
         self.stream_id = stream_id
         self._pieces = pieces
-        self._batcher = Batcher(max_delay=max_delay, max_bytes=max_bytes)
+        self._batcher = Batcher(max_delay=max_delay, max_bytes=max_bytes, min_interval=min_interval)
         self._cancel_poll_interval = cancel_poll_interval
         self._heartbeat_interval = heartbeat_interval
         self._write_retry_for = write_retry_for
@@ -82,6 +85,8 @@ class StreamDriver:
         self._seq = 0
         self._alive_at = time.monotonic()  # the last write the sweeper can see
         self._task: asyncio.Task[DriveResult] | None = None
+        self.totals: Counter[str] = Counter()
+        """This stream's metrics, written (one EMF line) once it has ended."""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -105,6 +110,13 @@ class StreamDriver:
         await asyncio.shield(task)
 
     async def _run(self) -> DriveResult:
+        observability.correlate(self.stream_id)  # this task and the three it starts
+        try:
+            return await self._drive()
+        finally:
+            observability.emit_stream(self.stream_id, self.totals)
+
+    async def _drive(self) -> DriveResult:
         producer = asyncio.create_task(self._produce(), name=f"produce-{self.stream_id}")
         persister = asyncio.create_task(self._persist_all(), name=f"persist-{self.stream_id}")
         watcher = asyncio.create_task(self._watch(), name=f"watch-{self.stream_id}")
@@ -198,6 +210,7 @@ class StreamDriver:
         """The stream ended without this driver (timed out while it was frozen, deleted):
         stop, and write nothing more."""
         logger.warning("stream %s ended under its driver (%s): stopping", self.stream_id, why)
+        self.totals[observability.STALE_WRITES_REFUSED] += 1
         self._ended = True
         self._persisting = False
         self._stop.set()
@@ -210,6 +223,8 @@ class StreamDriver:
             if await self._retrying(partial(self.store.append, self.stream_id, seq, text)) is None:
                 self._seq = seq
                 self._alive_at = time.monotonic()
+                self.totals[observability.BATCHES_WRITTEN] += 1
+                self.totals[observability.BYTES_PERSISTED] += len(text.encode())
             elif not self._ended:
                 # Stop generating: text that cannot be stored would be seen by the driver only.
                 self._persisting = False
@@ -225,8 +240,13 @@ class StreamDriver:
             else:
                 status = Status.DONE
             finish = partial(self.store.finish, self.stream_id, status, self._error)
-            if await self._retrying(finish) is True:
+            finished = await self._retrying(finish)
+            if finished is True:
+                if status is Status.CANCELLED:
+                    self.totals[observability.CANCELS] += 1
                 return DriveResult(status, self._seq, self._error)
+            if finished is False:  # it had ended: its final status is not this driver's
+                self.totals[observability.STALE_WRITES_REFUSED] += 1
         # Someone else ended the stream (the sweeper, a delete): report what it is now.
         try:
             stream = await self.store.get_stream(self.stream_id)
@@ -251,6 +271,7 @@ class StreamDriver:
                 return _GAVE_UP
             except StorageError:
                 logger.exception("stream %s refused a write", self.stream_id)
+                self.totals[observability.STALE_WRITES_REFUSED] += 1
                 return _GAVE_UP
             except Exception:
                 logger.exception("writing stream %s", self.stream_id)

@@ -14,6 +14,9 @@ only for what hits everyone: its stream's viewers cannot be read, or not one pos
 any of two or more connections (the endpoint is down). Retrying a record for one bad
 viewer would repeat it to every other viewer and hold up the whole shard.
 
+A stream with more viewers than one invocation should serve is handed, in slices, to
+parallel worker invocations (`pts.fanout_workers`), which post under these same rules.
+
 The handler answers Lambda's partial-batch response itself, straight from what happened:
 every failed record is listed, even when that is all of them (Powertools'
 `process_partial_response` would raise then, and Lambda would start bisecting the batch).
@@ -22,6 +25,7 @@ every failed record is listed, even when that is all of them (Powertools'
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,9 +38,10 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
     DynamoDBStreamEvent,
 )
 
-from pts import protocol
+from pts import observability, protocol
 from pts.config import Settings
 from pts.connections import Connections, PostFailed
+from pts.fanout_workers import SliceDispatcher, lambda_invoker
 from pts.subscriptions import SubscriptionStore
 
 logger = logging.getLogger(__name__)
@@ -51,6 +56,8 @@ class Outgoing:
     record_id: str
     stream_id: str
     message: bytes
+    written_at: int | None = None
+    """When the batch was stored (epoch ms), for the delivery lag; None for a status."""
 
 
 def message_of(record: DynamoDBRecord) -> Outgoing | None:
@@ -69,7 +76,10 @@ def message_of(record: DynamoDBRecord) -> Outgoing | None:
         )
     else:
         return None
-    return Outgoing(stream.sequence_number or "", image["streamId"], protocol.encode(message))
+    written_at = int(image["writtenAt"]) if kind == "batch" and "writtenAt" in image else None
+    return Outgoing(
+        stream.sequence_number or "", image["streamId"], protocol.encode(message), written_at
+    )
 
 
 @dataclass
@@ -82,6 +92,8 @@ class Delivery:
     given_up: set[str] = field(default_factory=set)
     """Connections whose posts failed (not gone): they missed some messages."""
     sent: int = 0
+    lags_ms: list[float] = field(default_factory=list)
+    """Per batch posted: from its write to its post (to the last of its viewers)."""
 
 
 class Fanout:
@@ -90,22 +102,33 @@ class Fanout:
         subscriptions: SubscriptionStore,
         connections: Connections,
         pool: ThreadPoolExecutor | None = None,
+        workers: SliceDispatcher | None = None,
     ) -> None:
         self.subscriptions = subscriptions
         self.connections = connections
         self.pool = pool or ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="fanout")
+        self.workers = workers
+        """The second level, if any: who posts to the viewers past the first slice."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Fanout:
+        workers = None
+        if settings.fanout_worker_function:
+            workers = SliceDispatcher(
+                lambda_invoker(settings.fanout_worker_function),
+                settings.fanout_viewers_per_invocation,
+            )
         return cls(
             SubscriptionStore(settings.connections_table),
             Connections(settings.ws_management_url),
+            workers=workers,
         )
 
     def handle(self, event: dict[str, Any]) -> PartialItemFailureResponse:
         """The Lambda response: `batchItemFailures` lists the records to retry, in order."""
         records = DynamoDBStreamEvent(event)
         delivery = self.deliver(records)
+        _measure(delivery)
         return {
             "batchItemFailures": [
                 {"itemIdentifier": sequence_number}
@@ -128,16 +151,32 @@ class Fanout:
         for stream_id, connection_ids in viewers.items():
             if connection_ids is None:  # nobody of this stream can be served: retry it
                 delivery.failed.update(o.record_id for o in by_stream[stream_id])
+            elif self.workers is not None:
+                viewers[stream_id] = self.workers.hand_off(
+                    stream_id, by_stream[stream_id], connection_ids
+                )
+        return self.post(by_stream, viewers, delivery)
+
+    def post(
+        self,
+        by_stream: dict[str, list[Outgoing]],
+        viewers: dict[str, list[str] | None],
+        delivery: Delivery | None = None,
+    ) -> Delivery:
+        """Post each stream's messages to its viewers (the rules in the module docstring)."""
+        delivery = Delivery() if delivery is None else delivery
         jobs = [
             (stream_id, connection_id)
             for stream_id, connection_ids in viewers.items()
             for connection_id in connection_ids or ()
         ]
-        results = self.pool.map(lambda job: self._send_all(job[1], by_stream[job[0]]), jobs)
+        results = self.pool.map(lambda job: self._send_to(job[1], by_stream[job[0]]), jobs)
         answered: set[str] = set()
         undelivered: set[str] = set()
-        for (_, connection_id), (sent, failed_at, gone) in zip(jobs, results, strict=True):
+        reached: dict[str, int] = {}  # per stream: how many of its messages someone got
+        for (stream_id, connection_id), (sent, failed_at, gone) in zip(jobs, results, strict=True):
             delivery.sent += sent
+            reached[stream_id] = max(reached.get(stream_id, 0), sent)
             if gone:
                 delivery.gone.add(connection_id)
             if failed_at is None or sent:
@@ -145,6 +184,11 @@ class Fanout:
             if failed_at is not None:
                 delivery.given_up.add(connection_id)
                 undelivered.add(failed_at)
+        posted_ms = time.time() * 1000
+        for stream_id, count in reached.items():
+            delivery.lags_ms += [
+                posted_ms - o.written_at for o in by_stream[stream_id][:count] if o.written_at
+            ]
         for connection_id in delivery.gone:
             try:
                 self.subscriptions.remove_connection(connection_id)
@@ -165,11 +209,18 @@ class Fanout:
 
     def _viewers(self, stream_id: str) -> list[str] | None:
         """The stream's subscribers; None (logged) if they cannot be read."""
-        try:
-            return self.subscriptions.subscribers(stream_id)
-        except Exception:
-            logger.exception("reading the subscribers of %s", stream_id)
-            return None
+        with observability.stream_context(stream_id):
+            try:
+                return self.subscriptions.subscribers(stream_id)
+            except Exception:
+                logger.exception("reading the subscribers of %s", stream_id)
+                return None
+
+    def _send_to(
+        self, connection_id: str, messages: list[Outgoing]
+    ) -> tuple[int, str | None, bool]:
+        with observability.stream_context(messages[0].stream_id):
+            return self._send_all(connection_id, messages)
 
     def _send_all(
         self, connection_id: str, messages: list[Outgoing]
@@ -190,3 +241,18 @@ class Fanout:
                 logger.exception("posting to %s", connection_id)
                 return sent, outgoing.record_id, False
         return len(messages), None, False
+
+
+def _measure(delivery: Delivery) -> None:
+    """The invocation's metrics (flushed by the handler's `@metrics.log_metrics`)."""
+    metrics, unit = observability.metrics, observability.MetricUnit
+    metrics.add_metric(name=observability.MESSAGES_FANNED_OUT, unit=unit.Count, value=delivery.sent)
+    metrics.add_metric(
+        name=observability.GONE_CONNECTIONS, unit=unit.Count, value=len(delivery.gone)
+    )
+    if delivery.given_up:
+        metrics.add_metric(
+            name=observability.CONNECTIONS_GIVEN_UP, unit=unit.Count, value=len(delivery.given_up)
+        )
+    for lag in delivery.lags_ms:
+        metrics.add_metric(name=observability.DELIVERY_LAG, unit=unit.Milliseconds, value=lag)

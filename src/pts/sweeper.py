@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from pts import observability
 from pts.config import Settings
 from pts.storage import Status, StreamStore
 
@@ -45,8 +46,11 @@ def sweep(
         checked += 1
         if store.time_out(stream_id, Status.STREAMING, updated_at, silent):
             timed_out.append(stream_id)
-    if timed_out:
-        logger.info("timed out %d stream(s): %s", len(timed_out), timed_out)
+    for stream_id in timed_out:
+        logger.info("timed out stream %s", stream_id, extra={"streamId": stream_id})
+    observability.metrics.add_metric(
+        name=observability.TIMEOUTS, unit=observability.MetricUnit.Count, value=len(timed_out)
+    )
     return SweepResult(timed_out, checked)
 
 

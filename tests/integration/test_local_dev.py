@@ -42,7 +42,13 @@ def test_dev_stops_cleanly(sig: signal.Signals):
         names = sorted(environ(pid).get("AWS_LAMBDA_FUNCTION_NAME", "") for pid in children)
         # One warm sandbox per function, run.sh's uvicorn for the streaming one.
         assert names == sorted(
-            ["FanoutFunction", "StreamFunction", "SweeperFunction", "WebSocketFunction"]
+            [
+                "FanoutFunction",
+                "FanoutWorkerFunction",
+                "StreamFunction",
+                "SweeperFunction",
+                "WebSocketFunction",
+            ]
         )
         (stream,) = [pid for pid in children if "PORT" in environ(pid)]
         assert environ(stream)["AWS_LAMBDA_FUNCTION_NAME"] == "StreamFunction"
@@ -80,7 +86,7 @@ def test_a_killed_dev_takes_its_functions_with_it():
         while not (line := process.stdout.readline()).startswith("ready"):
             assert line
         children = descendants(process.pid)
-        assert len(children) == 4
+        assert len(children) == 5  # a warm sandbox per function, run.sh's for the streaming one
         process.kill()
         process.wait()
         for _ in range(100):

@@ -1,9 +1,11 @@
-"""`sam build` on this machine (no Docker, no python3.13) yields artifacts for python3.13 on
-arm64, and the streaming function's run.sh starts the app from them."""
+"""`sam build` on this machine (no Docker; a python3.13 only for bytecode, if there is one)
+yields artifacts for python3.13 on arm64, and the streaming function's run.sh starts the app
+from them."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +24,7 @@ FUNCTIONS = {
     "StreamFunction": "run.sh",
     "WebSocketFunction": "app.py",
     "FanoutFunction": "app.py",
+    "FanoutWorkerFunction": "app.py",
     "SweeperFunction": "app.py",
 }
 
@@ -88,8 +91,51 @@ def test_every_wheel_in_the_layer_is_pure_or_for_cp313_aarch64(layer: Path) -> N
         assert not any("x86_64" in t for t in tags), (wheel.parent.name, tags)
     for extension in layer.rglob("*.so"):
         assert "aarch64" in extension.name or ".abi3." in extension.name, extension
-    # Bytecode of this machine's Python would be stale on 3.13.
-    assert not list(layer.rglob("*.pyc"))
+    # Bytecode of this machine's Python would be stale on 3.13: only 3.13's may be there.
+    assert {p.name.split(".")[-2] for p in layer.rglob("*.pyc")} <= {"cpython-313"}
+
+
+def python313() -> str | None:
+    """A CPython 3.13 on this machine, found as layers/pts/Makefile finds it."""
+    pyenv = shutil.which("pyenv")
+    root = ""
+    if pyenv:
+        root = subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False).stdout
+    candidates = [os.environ.get("PYTHON313", ""), shutil.which("python3.13") or ""]
+    if root.strip():
+        candidates += sorted(
+            str(p) for p in Path(root.strip()).glob("versions/3.13*/bin/python3.13")
+        )
+    check = "import sys; sys.exit(sys.version_info[:2] != (3, 13))"
+    for candidate in filter(None, candidates):
+        if (
+            subprocess.run([candidate, "-c", check], capture_output=True, check=False).returncode
+            == 0
+        ):
+            return candidate
+    return None
+
+
+def test_layer_holds_bytecode_for_lambda_s_python_when_one_is_here(layer: Path) -> None:
+    """Lambda's /opt is read-only: without bytecode every cold start compiles each import."""
+    python = python313()
+    if python is None:
+        assert not list(layer.rglob("*.pyc")), "no bytecode but 3.13's belongs in the layer"
+        pytest.skip("no Python 3.13 here: the layer is (correctly) built without bytecode")
+    magic = subprocess.run(
+        [python, "-c", "import importlib.util as u; print(u.MAGIC_NUMBER.hex())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    sources = [p for p in layer.rglob("*.py") if "__pycache__" not in p.parts]
+    assert len(sources) > 500
+    for source in sources:
+        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        header = pyc.read_bytes()[:8]
+        assert header[:4].hex() == magic, pyc
+        # flags 0b01: hash-based, source not checked (the zip does not keep exact mtimes).
+        assert int.from_bytes(header[4:8], "little") == 0b01, pyc
 
 
 def test_every_function_artifact_holds_its_entry_point(build_dir: Path) -> None:

@@ -181,6 +181,7 @@ def test_every_function_is_python313_on_arm64_with_the_layer(
         "StreamFunction",
         "WebSocketFunction",
         "FanoutFunction",
+        "FanoutWorkerFunction",
         "SweeperFunction",
         "AuthorizerFunction",
     }
@@ -366,7 +367,32 @@ def test_manage_connections_is_scoped_to_this_api(transformed: dict[str, Any]) -
     assert granted == {
         "WebSocketFunctionRole": {"Fn::Sub": scoped},
         "FanoutFunctionRole": {"Fn::Sub": scoped},
+        "FanoutWorkerFunctionRole": {"Fn::Sub": scoped},
     }
+
+
+def test_fanout_may_invoke_only_its_worker_which_retries_into_the_failure_queue(
+    transformed: dict[str, Any],
+) -> None:
+    invokes = {
+        role: statement["Resource"]
+        for role in of_type(transformed, "AWS::IAM::Role")
+        for statement in statements(transformed, role)
+        if "lambda:InvokeFunction" in as_list(statement["Action"])
+    }
+    assert list(invokes) == ["FanoutFunctionRole"]
+    assert "FanoutWorkerFunction" in json.dumps(invokes["FanoutFunctionRole"])
+    fanout = transformed["Resources"]["FanoutFunction"]["Properties"]
+    env = fanout["Environment"]["Variables"]
+    assert env["PTS_FANOUT_WORKER_FUNCTION"] == {"Ref": "FanoutWorkerFunction"}
+    assert env["PTS_FANOUT_VIEWERS_PER_INVOCATION"] == {"Ref": "FanoutViewersPerInvocation"}
+    worker = transformed["Resources"]["FanoutWorkerFunction"]["Properties"]
+    assert worker["Handler"] == "app.worker"
+    assert worker["DeadLetterConfig"] == {
+        "TargetArn": {"Fn::GetAtt": ["FanoutFailureQueue", "Arn"]}
+    }
+    (config,) = of_type(transformed, "AWS::Lambda::EventInvokeConfig").values()
+    assert config["MaximumRetryAttempts"] == 2
 
 
 # -- least privilege -----------------------------------------------------------------------

@@ -87,12 +87,16 @@ def check_batches(batches: list[str], max_bytes: int) -> None:
     stream=streams(),
     max_bytes=st.one_of(st.integers(4, 64), st.just(4096)),
     max_delay=st.sampled_from([0.0, 0.3, 1.0, math.inf]),
+    min_interval=st.sampled_from([0.0, 0.25, 0.5, 2.0]),
 )
 def test_batches_rejoin_to_the_input_exactly(
-    stream: tuple[str, list[tuple[str, float, bool]]], max_bytes: int, max_delay: float
+    stream: tuple[str, list[tuple[str, float, bool]]],
+    max_bytes: int,
+    max_delay: float,
+    min_interval: float,
 ) -> None:
     text, events = stream
-    b = Batcher(max_delay=max_delay, max_bytes=max_bytes)
+    b = Batcher(max_delay=max_delay, max_bytes=max_bytes, min_interval=min_interval)
     out: list[str] = []
     for piece, now, call_due in events:
         got = b.add(piece, now)
@@ -119,7 +123,7 @@ def test_without_delay_or_size_pressure_batches_end_at_the_last_boundary(
     stream: tuple[str, list[tuple[str, float, bool]]],
 ) -> None:
     text, events = stream
-    b = Batcher(max_delay=math.inf, max_bytes=10**9)
+    b = Batcher(max_delay=math.inf, max_bytes=10**9, min_interval=0)
     out: list[str] = []
     for piece, now, call_due in events:
         got = b.add(piece, now)
@@ -137,11 +141,87 @@ def test_without_delay_or_size_pressure_batches_end_at_the_last_boundary(
     assert done == text[: max([0, *boundary_ends(text)])]
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    stream=streams(),
+    max_bytes=st.one_of(st.integers(4, 64), st.just(4096)),
+    max_delay=st.sampled_from([0.0, 0.3, 1.0, 3.0]),
+    min_interval=st.sampled_from([0.0, 0.25, 0.5, 2.0]),
+)
+def test_batches_keep_min_interval_apart_and_no_character_waits_too_long(
+    stream: tuple[str, list[tuple[str, float, bool]]],
+    max_bytes: int,
+    max_delay: float,
+    min_interval: float,
+) -> None:
+    """A caller that sleeps to `deadline()` between pieces, as the driver does."""
+    text, events = stream
+    b = Batcher(max_delay=max_delay, max_bytes=max_bytes, min_interval=min_interval)
+    arrivals: list[tuple[int, float]] = []  # (offset just past a piece, when it arrived)
+    written = 0
+    last: float | None = None
+
+    def took(got: list[str], now: float, by_size: bool) -> None:
+        nonlocal written, last
+        if got:
+            if last is not None and not by_size:
+                assert now - last >= min_interval - 1e-9, (now, last)
+            last = now
+            written += len("".join(got))
+
+    def oldest() -> float:
+        return next(t for end, t in arrivals if end > written)
+
+    for piece, now, _ in events:
+        while (deadline := b.deadline()) is not None and deadline <= now:
+            took(b.due(deadline), deadline, by_size=False)
+        over = nbytes(b.pending + piece) > max_bytes
+        arrivals.append(((arrivals[-1][0] if arrivals else 0) + len(piece), now))
+        took(b.add(piece, now), now, by_size=over)
+        if b.pending:
+            # Nothing waits longer than max_delay plus one interval between writes.
+            deadline = b.deadline()
+            assert deadline is not None
+            assert deadline - oldest() <= max_delay + min_interval + 1e-9
+            assert now - oldest() <= max_delay + min_interval + 1e-9
+    assert written + len(b.pending) == len(text)
+
+
+def test_boundaries_wait_for_min_interval_after_the_previous_batch() -> None:
+    b = Batcher(min_interval=0.5, max_delay=1.0)
+    assert b.add("One. ", 0.0) == ["One. "]  # the first sentence goes at once
+    assert b.add("Two. Thr", 0.2) == []
+    assert b.deadline() == 0.5
+    assert b.due(0.49) == []
+    assert b.due(0.5) == ["Two. "]
+    assert b.pending == "Thr"
+    assert b.deadline() == pytest.approx(1.2)  # "Thr" arrived at 0.2
+    assert b.add("ee. Four", 0.9) == []  # a boundary, but only 0.4 s after "Two. "
+    assert b.deadline() == 1.0
+    assert b.add(" five", 1.0) == ["Three. "]
+    assert b.pending == "Four five"
+
+
+def test_max_delay_also_waits_for_min_interval() -> None:
+    b = Batcher(min_interval=1.0, max_delay=0.3)
+    assert b.add("Go. no", 0.0) == ["Go. "]
+    assert b.deadline() == 1.0  # "no" is due at 0.3, but the previous batch was at 0.0
+    assert b.due(0.5) == []
+    assert b.due(1.0) == ["no"]
+
+
+def test_max_bytes_does_not_wait_for_min_interval() -> None:
+    b = Batcher(min_interval=5.0, max_delay=10.0, max_bytes=8)
+    assert b.add("Hi. ", 0.0) == ["Hi. "]
+    assert b.add("Yo. abcdef", 0.1) == ["Yo. "]  # 10 bytes > 8: cut now, at the boundary
+    assert b.pending == "abcdef"
+
+
 # --- examples -------------------------------------------------------------------------
 
 
 def test_cuts_after_the_last_sentence_and_keeps_the_rest() -> None:
-    b = Batcher()
+    b = Batcher(min_interval=0)
     assert b.add("Hello world. How are you? Fine", 0.0) == ["Hello world. How are you? "]
     assert b.pending == "Fine"
     assert b.flush() == ["Fine"]
@@ -149,14 +229,14 @@ def test_cuts_after_the_last_sentence_and_keeps_the_rest() -> None:
 
 
 def test_a_dot_without_whitespace_is_not_a_boundary() -> None:
-    b = Batcher()
+    b = Batcher(min_interval=0)
     assert b.add("3.14 is pi", 0.0) == []
     assert b.add(", e.g.x", 0.1) == []
     assert b.pending == "3.14 is pi, e.g.x"
 
 
 def test_punctuation_at_the_end_waits_for_the_next_piece() -> None:
-    b = Batcher()
+    b = Batcher(min_interval=0)
     assert b.add("It costs 3.", 0.0) == []
     assert b.add("50 today! Yes", 0.1) == ["It costs 3.50 today! "]
     assert b.add("!", 0.2) == []
@@ -165,7 +245,7 @@ def test_punctuation_at_the_end_waits_for_the_next_piece() -> None:
 
 
 def test_the_cut_is_after_the_first_whitespace_character() -> None:
-    b = Batcher()
+    b = Batcher(min_interval=0)
     assert b.add("One.   Two", 0.0) == ["One. "]
     assert b.pending == "  Two"
     assert b.add(".\tThree", 0.1) == ["  Two.\t"]
@@ -173,23 +253,23 @@ def test_the_cut_is_after_the_first_whitespace_character() -> None:
 
 
 def test_cjk_marks_are_boundaries_on_their_own() -> None:
-    b = Batcher()
+    b = Batcher(min_interval=0)
     out = [b.add(ch, 0.0) for ch in "你好。世界！再见？好"]
     assert [batch for got in out for batch in got] == ["你好。", "世界！", "再见？"]
     assert b.pending == "好"
     # Several at once flush together, up to the last one.
-    assert Batcher().add("你好。世界！再", 0.0) == ["你好。世界！"]
+    assert Batcher(min_interval=0).add("你好。世界！再", 0.0) == ["你好。世界！"]
 
 
 def test_ellipsis_followed_by_space() -> None:
-    b = Batcher()
+    b = Batcher(min_interval=0)
     assert b.add("Well\u2026", 0.0) == []
     assert b.add(" maybe", 0.1) == ["Well\u2026 "]
     assert b.add("\u2026no", 0.2) == []
 
 
 def test_newlines_are_boundaries() -> None:
-    b = Batcher()
+    b = Batcher(min_interval=0)
     assert b.add("- one\n- two", 0.0) == ["- one\n"]
     assert b.add("\n", 0.1) == ["- two\n"]
     assert b.add("Done.\n\nNext", 0.2) == ["Done.\n\n"]
@@ -197,7 +277,7 @@ def test_newlines_are_boundaries() -> None:
 
 
 def test_text_without_punctuation_flushes_on_due_after_max_delay() -> None:
-    b = Batcher(max_delay=1.0)
+    b = Batcher(min_interval=0, max_delay=1.0)
     code = ["def f(x):", " return", " x", " *", " 2"]
     for i, piece in enumerate(code):
         assert b.add(piece, 10.0 + 0.1 * i) == []
@@ -209,14 +289,14 @@ def test_text_without_punctuation_flushes_on_due_after_max_delay() -> None:
 
 
 def test_add_also_flushes_the_whole_buffer_once_overdue() -> None:
-    b = Batcher(max_delay=1.0)
+    b = Batcher(min_interval=0, max_delay=1.0)
     assert b.add("no punctuation", 0.0) == []
     assert b.add(" here", 1.5) == ["no punctuation here"]
     assert b.pending == ""
 
 
 def test_deadline_follows_the_oldest_buffered_character() -> None:
-    b = Batcher(max_delay=1.0)
+    b = Batcher(min_interval=0, max_delay=1.0)
     assert b.deadline() is None
     b.add("", 5.0)
     assert b.deadline() is None
@@ -231,7 +311,7 @@ def test_deadline_follows_the_oldest_buffered_character() -> None:
 
 
 def test_deadline_after_a_max_bytes_cut_is_that_of_the_kept_tail() -> None:
-    b = Batcher(max_delay=1.0, max_bytes=6)
+    b = Batcher(min_interval=0, max_delay=1.0, max_bytes=6)
     assert b.add("aaaa", 0.0) == []
     assert b.add("bbbb", 0.5) == ["aaaabb"]
     assert b.pending == "bb"
@@ -239,11 +319,11 @@ def test_deadline_after_a_max_bytes_cut_is_that_of_the_kept_tail() -> None:
 
 
 def test_max_bytes_never_splits_a_four_byte_emoji() -> None:
-    b = Batcher(max_bytes=6)
+    b = Batcher(min_interval=0, max_bytes=6)
     assert b.add("😀" * 5, 0.0) == ["😀"] * 4
     assert b.pending == "😀"
     assert b.flush() == ["😀"]
-    b = Batcher(max_bytes=9)
+    b = Batcher(min_interval=0, max_bytes=9)
     got = b.add("a" + "😀" * 4, 0.0) + b.flush()
     assert "".join(got) == "a" + "😀" * 4
     assert all(nbytes(x) <= 9 for x in got)
@@ -251,16 +331,16 @@ def test_max_bytes_never_splits_a_four_byte_emoji() -> None:
 
 
 def test_max_bytes_prefers_a_boundary_then_whitespace() -> None:
-    b = Batcher(max_delay=math.inf, max_bytes=16)
+    b = Batcher(min_interval=0, max_delay=math.inf, max_bytes=16)
     assert b.add("aaaaaaaaaa bbbbbbbbbb", 0.0) == ["aaaaaaaaaa "]
     assert b.pending == "bbbbbbbbbb"
     # One huge piece with sentences: each chunk ends after a sentence where one fits.
-    got = Batcher(max_bytes=16).add("First one. Then two. Three", 0.0)
+    got = Batcher(min_interval=0, max_bytes=16).add("First one. Then two. Three", 0.0)
     assert got == ["First one. ", "Then two. "]
 
 
 def test_lone_surrogates_do_not_crash() -> None:
-    b = Batcher(max_bytes=4)
+    b = Batcher(min_interval=0, max_bytes=4)
     text = "a\ud800b. \udfff\ud83d\ude00"
     got = b.add(text, 0.0) + b.flush()
     assert "".join(got) == text
@@ -269,11 +349,15 @@ def test_lone_surrogates_do_not_crash() -> None:
 
 def test_rejects_unusable_settings() -> None:
     with pytest.raises(ValueError):
-        Batcher(max_bytes=3)
+        Batcher(min_interval=0, max_bytes=3)
     with pytest.raises(ValueError):
-        Batcher(max_delay=-1.0)
+        Batcher(min_interval=0, max_delay=-1.0)
     with pytest.raises(ValueError):
-        Batcher(max_delay=math.nan)
+        Batcher(min_interval=0, max_delay=math.nan)
+    with pytest.raises(ValueError):
+        Batcher(min_interval=-0.1)
+    with pytest.raises(ValueError):
+        Batcher(min_interval=math.inf)
 
 
 @pytest.mark.parametrize("sentences", [True, False])
@@ -283,7 +367,7 @@ def test_large_replies_stay_linear(sentences: bool) -> None:
     text = word * (100_000 // len(word))
     pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
     for max_bytes in (4096, 10**9):
-        b = Batcher(max_delay=math.inf, max_bytes=max_bytes)
+        b = Batcher(min_interval=0, max_delay=math.inf, max_bytes=max_bytes)
         start = time.perf_counter()
         out = [batch for i, p in enumerate(pieces) for batch in b.add(p, i * 1e-3)]
         out += b.flush()

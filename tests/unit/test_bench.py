@@ -200,7 +200,7 @@ def test_workload_prompt_round_trips_and_is_reply_2000():
     workload = Workload(2000, 200)
     assert Workload.from_prompt(workload.prompt) == workload
     assert len(workload.pieces) == 2000
-    assert 7000 < workload.reply_bytes < 9000  # SPEC §9: ~8 KB
+    assert 7000 < workload.reply_bytes < 9000  # reply-2000: ~8 KB
     assert workload.text.startswith(Workload(200, 200).text[:400])
     with pytest.raises(ValueError):
         Workload.from_prompt("tell me a story")
@@ -241,7 +241,7 @@ def test_usage_counts_writes_messages_and_fanout_work():
     assert ours.stream_requests == 2
     assert ours.stream_gb_seconds == pytest.approx(0.5 * 40)
     assert ours.fanout_requests == 100 + 1  # a poll per batch (fewer than 4/s for 40 s), + status
-    assert ours.fanout_gb_seconds == pytest.approx(0.5 * (101 * 4 + 101 * 10 * 2) / 1000)
+    assert ours.fanout_gb_seconds == pytest.approx(1.769 * (101 * 4 + 101 * 10 * 2) / 1000)
     assert ours.write_units == 110 + 5 + 10 * 4
     assert ours.ws_messages == 10 * (1 + 102)
     assert ours.connection_minutes == 10
@@ -288,3 +288,50 @@ def test_report_replaces_only_between_its_markers():
 def test_results_json_has_no_nan():
     cleaned = report._clean({"a": float("nan"), "b": (1.23456, 2)})
     assert json.dumps(cleaned) == '{"a": null, "b": [1.2346, 2]}'
+
+
+# -- batching replay, fan-out simulation, two-level cost -------------------------------
+
+
+def test_replay_cuts_the_paced_reply_as_the_batcher_does():
+    pieces = Workload(400, 50).pieces
+    every = baselines.replay_batcher(pieces, 50, 0.0)
+    spaced = baselines.replay_batcher(pieces, 50, 1.0)
+    assert "".join(every.batches) == "".join(spaced.batches) == "".join(pieces)
+    assert len(spaced.batches) < len(every.batches)
+    gaps = [b - a for a, b in zip(spaced.cut_at, spaced.cut_at[1:], strict=False)]
+    assert min(gaps[:-1]) >= 1.0 - 1e-9  # the last cut is the end-of-stream flush
+    assert len(spaced.waits) == len(pieces) and min(spaced.waits) >= 0
+
+
+def test_fanout_simulation_runs_the_real_planning_and_posts_everyone():
+    from bench.fanout_sim import Aws, lambda_aws, simulate
+
+    fast = Aws(post_latency=0.001, post_cpu=0.0, query_latency=0.0, invoke_latency=0.0)
+    two = simulate(45, 10, fast)
+    assert (two.workers, two.posts) == (4, 45)
+    one = simulate(45, None, fast)
+    assert one.workers == 0 and one.ms > 0
+    scaled = lambda_aws({"post_cpu_ms": 1.0, "invoke_cpu_ms": 2.0}, memory_mb=1769)
+    assert (scaled.post_cpu, scaled.invoke_cpu) == (0.001, 0.002)
+
+
+def test_two_level_fanout_costs_worker_requests():
+    one = design_usage("ours", measured(), viewers=1000, tokens_per_second=50)
+    two = design_usage(
+        "ours", measured(viewers_per_invocation=250), viewers=1000, tokens_per_second=50
+    )
+    assert two.fanout_requests == one.fanout_requests * 4  # the fan-out's own slice + 3
+    assert two.ws_messages == one.ws_messages
+    assert two.read_units == one.read_units  # workers read nothing: the slice is in the event
+    small = design_usage("ours", measured(viewers_per_invocation=250), viewers=10)
+    assert small.fanout_requests == design_usage("ours", measured(), viewers=10).fanout_requests
+
+
+def test_cost_table_prices_interval_variants_as_ours():
+    rows = cost_table(
+        measured(), Prices.load(), (10,), variants={"ours_0.5s": measured(messages_per_viewer=200)}
+    )
+    by_design = {r["design"]: r for r in rows}
+    assert set(by_design) == {"ours", "ours_0.5s", "per_token", "fullbody"}
+    assert by_design["ours_0.5s"]["ws_messages"] > by_design["ours"]["ws_messages"]

@@ -360,6 +360,7 @@ def test_a_refused_append_stops_the_driver(store: StreamStore):
             stream_id,
             paced_from(source, 0.15),
             max_delay=0.01,
+            min_interval=0,  # a batch per sentence: "Two. " is written before "Three. "
         )
         started = time.monotonic()
         text = await asyncio.wait_for(collect(driver), 5)

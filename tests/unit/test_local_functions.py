@@ -76,6 +76,8 @@ def test_a_sandbox_sees_only_its_own_environment(echo: LocalFunction, monkeypatc
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
     assert env["_HANDLER"] == "app.handler"
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
+    # No X-Ray daemon listens locally: Powertools' Tracer must not try to reach one.
+    assert env["POWERTOOLS_TRACE_DISABLED"] == "true"
     context = echo.invoke({"action": "context"})
     assert context["name"] == "EchoFunction"
     assert 0 < context["left"] <= 3000
@@ -181,7 +183,7 @@ def test_each_template_function_gets_only_its_own_variables(monkeypatch):
     assert "AWS_LAMBDA_EXEC_WRAPPER" not in fanout and "PTS_CORS_ORIGINS" not in fanout
     assert stream["AWS_LAMBDA_FUNCTION_NAME"] == "StreamFunction"
     assert fanout["AWS_LAMBDA_FUNCTION_NAME"] == "FanoutFunction"
-    assert fanout["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512"
+    assert fanout["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "1769"  # template.yaml: one vCPU
     assert stream["PTS_GENERATOR"] == "echo"
     assert "PTS_BEDROCK_MODEL_ID" in stream and "PTS_BEDROCK_MODEL_ID" not in fanout
     assert stream["PTS_TABLE"] == fanout["PTS_TABLE"] == "local-streams"

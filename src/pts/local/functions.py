@@ -108,6 +108,9 @@ def lambda_environment(function: Function, variables: Mapping[str, str]) -> dict
         "PYTHONUNBUFFERED": "1",
         # The layer has no awscrt: botocore signs in pure Python on Lambda, so here too.
         "BOTO_DISABLE_CRT": "true",
+        # No X-Ray daemon listens here (`Tracing: Active` gives Lambda one): Powertools'
+        # Tracer records nothing, as it does under `sam local`.
+        "POWERTOOLS_TRACE_DISABLED": "true",
     }
 
 
@@ -155,7 +158,10 @@ class Sandbox:
     def _read_line(self, deadline: float) -> dict[str, Any]:
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._responses], [], [], left)[0]:
+            # poll, not select: with a thousand viewers connected, pipe fds pass FD_SETSIZE.
+            ready = select.poll()
+            ready.register(self._responses, select.POLLIN)
+            if left <= 0 or not ready.poll(left * 1000):
                 self.kill()
                 raise FunctionError(
                     self.function.logical_id,

@@ -58,6 +58,7 @@ from pts.local.functions import REGION, LocalFunction, WebFunction, lambda_envir
 from pts.local.gateway import IDLE_TIMEOUT, MAX_DURATION, LocalGateway
 from pts.local.intrinsics import refers_to
 from pts.local.issuer import Client, LocalIssuer
+from pts.local.lambda_endpoint import LambdaEndpoint
 from pts.local.template import Function, Template
 
 logger = logging.getLogger("pts.local")
@@ -164,6 +165,8 @@ class LocalStack:
         """The Lambda Web Adapter functions (the streaming app), by logical id."""
         self.gateway: LocalGateway | None = None
         self.management: ManagementEndpoint | None = None
+        self.lambda_endpoint: LambdaEndpoint | None = None
+        """Lambda's Invoke API (`AWS_ENDPOINT_URL_LAMBDA`): functions invoking functions."""
         self.pollers: list[StreamPoller] = []
         self._paused: list[StreamPoller] = []
         self._tasks: list[asyncio.Task[Any]] = []
@@ -180,7 +183,9 @@ class LocalStack:
     def function_environment(self, function: Function, **local: str) -> dict[str, str]:
         """Everything `function`'s processes see (the rule is in the module's docstring);
         `local`: variables the stack sets for this function (its `PORT`)."""
-        refs = {**self.template.parameter_defaults(), **self.dynamodb.table_names}
+        # A function's name is its logical id here (`AWS_LAMBDA_FUNCTION_NAME` says so too).
+        names = {name: name for name in self.template.functions()}
+        refs = {**self.template.parameter_defaults(), **names, **self.dynamodb.table_names}
         variables: dict[str, str] = {}
         resources: dict[str, str] = {}
         for name, value in function.environment.items():
@@ -200,6 +205,8 @@ class LocalStack:
             "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb.endpoint,
             "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": self.dynamodb.endpoint,
         }
+        if self.lambda_endpoint is not None:
+            endpoints["AWS_ENDPOINT_URL_LAMBDA"] = self.lambda_endpoint.url
         extra = self.options.function_environment.get(function.logical_id, {})
         return lambda_environment(
             function,
@@ -262,7 +269,10 @@ class LocalStack:
             await asyncio.to_thread(self._start_issuer)
         await asyncio.to_thread(self.dynamodb.start)
         self._bind_websocket()
+        self._bind_lambda()
         await self._start_functions()
+        if self.lambda_endpoint is not None:
+            await self.lambda_endpoint.start()
         await self._start_websocket()
         await self._start_streams()
         self._schedule_functions()
@@ -322,6 +332,16 @@ class LocalStack:
         if self._issuer_server is not None and self._issuer_thread is not None:
             self._issuer_server.should_exit = True
             self._issuer_thread.join(10)
+
+    def _bind_lambda(self) -> None:
+        retries = {
+            name: int(config["MaximumRetryAttempts"])
+            for name, props in self.template.of_type("AWS::Serverless::Function").items()
+            if "MaximumRetryAttempts" in (config := props.get("EventInvokeConfig") or {})
+        }
+        self.lambda_endpoint = LambdaEndpoint(
+            self.functions, host=self.options.host, retry_attempts=retries
+        )
 
     def _bind_websocket(self) -> None:
         api = WebSocketApi.from_template(self.template)
@@ -425,6 +445,8 @@ class LocalStack:
             # 1001 to every viewer; no $disconnect: the in-memory tables go away with us, and
             # a thousand viewers' clean-ups would hold up Ctrl-C for seconds.
             await self.gateway.stop(disconnect_events=False)
+        if self.lambda_endpoint is not None:
+            await self.lambda_endpoint.stop()
         for local in self.functions.values():
             local.close()
         if self.management is not None:
