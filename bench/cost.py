@@ -153,7 +153,7 @@ def design_usage(
     `tokens_per_second`: how fast the model streams (the streaming function lives that long).
     `fanout_memory_gb`: the fan-out's and its workers' memory (template.yaml: a whole vCPU).
     `gsi_write_units`: the index writes of a reply's lifecycle, the same in every design
-    (the chat into ChatsByCreatedAt; the stream into, across and out of ActiveStreams).
+    (the chat into ChatsByOwner; the stream into, across and out of ActiveStreams).
     """
     seconds = m.pieces / tokens_per_second
     records = m.pieces if design == "per_token" else m.batches

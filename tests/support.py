@@ -46,6 +46,8 @@ def running_stack(
         ws_port=0,
         sweep_interval=0.5,
         table_prefix=f"t{uuid.uuid4().hex[:8]}",
+        auth=os.environ.get("PTS_AUTH", "none"),  # jwt: the local issuer on a free port too
+        issuer_port=0,
         data_dir=data_dir,
     )
     stack = LocalStack(options)

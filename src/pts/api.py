@@ -5,11 +5,18 @@ Every error a client causes is a Starlette `HTTPException`, answered as `{"error
 by one handler (Starlette's own 404 and 405 included); when several apply, the checks run
 in the order 413, 400, 401, 404, 403, 409. No input gets a 5xx or holds the server: a body is
 read only up to its limit, and JSON that Python's parser chokes on is a 400 like any other.
+
+Who is calling (`PTS_AUTH`): in `none` mode everybody is `anonymous` and the drive token
+guards driving, cancelling and deleting. In `jwt` mode every route but the page, `/healthz`
+and CORS preflights needs `Authorization: Bearer <JWT>` (`pts.auth.Verifier`, run off the
+event loop: it may fetch the issuer's keys); chats belong to the token's `sub`, and
+anybody else's private stream is `404`, exactly as if it did not exist.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +24,7 @@ from contextlib import asynccontextmanager
 from html import escape as html_escape
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -33,11 +40,21 @@ from starlette.types import ASGIApp
 from pts import observability, sse, threads
 from pts.config import Settings
 from pts.driver import StreamDriver
-from pts.model import Chat, Stream
+from pts.model import ANONYMOUS, Chat, Stream
 from pts.protocol import Status, is_valid_id, load_json
 from pts.resume import StoredReply
 from pts.sources import GenerationRequest, Source, Turn, aiter_source, history_budget, load_source
-from pts.storage import AsyncStreamStore, StreamStore
+from pts.storage import (
+    MAX_PAGE,
+    AsyncStreamStore,
+    BadCursor,
+    StreamStore,
+    TooManyActiveStreams,
+)
+
+if TYPE_CHECKING:
+    # Imported where jwt mode needs it: `none` starts without JOSE and its native crypto.
+    from pts.auth import Verifier
 
 logger = logging.getLogger(__name__)
 
@@ -113,15 +130,18 @@ def _thread_id(value: object) -> str | None:
     return _identifier(value, "threadId")
 
 
-def chat_json(chat: Chat) -> dict[str, Any]:
-    """A chat as `GET /chats` lists it."""
-    return {
+def chat_json(chat: Chat, *, sharing: bool = False) -> dict[str, Any]:
+    """A chat as `GET /chats` lists it; with `sharing` (sign-in on), whether it is shared."""
+    listed: dict[str, Any] = {
         "chatId": chat.chat_id,
         "prompt": chat.prompt,
         "streamId": chat.stream_id,
         "createdAt": chat.created_at,
         "threadId": chat.thread_id,
     }
+    if sharing:
+        listed["shared"] = chat.shared
+    return listed
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -141,12 +161,17 @@ def _client_module() -> Path:
     return Path(__file__).resolve().parents[2] / "clients" / "js" / "src"
 
 
-def _page_policy(nonce: str, ws_url: str | None) -> str:
-    """The chat page's Content-Security-Policy: its own script and style, its own APIs."""
+def _page_policy(nonce: str, ws_url: str | None, token_endpoint: str | None = None) -> str:
+    """The chat page's Content-Security-Policy: its own script and style, its own APIs (and,
+    with sign-in, the issuer's token endpoint, where it redeems its code)."""
     connect = "'self'"
     if ws_url:
         url = urlsplit(ws_url)
         if url.scheme in ("ws", "wss") and url.netloc:
+            connect += f" {url.scheme}://{url.netloc}"
+    if token_endpoint:
+        url = urlsplit(token_endpoint)
+        if url.scheme in ("http", "https") and url.netloc:
             connect += f" {url.scheme}://{url.netloc}"
     return (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
@@ -155,19 +180,71 @@ def _page_policy(nonce: str, ws_url: str | None) -> str:
     )
 
 
-class Api:
-    """The route handlers, bound to one store and one text source."""
+def _page_size(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return MAX_PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise HTTPException(400, f"limit must be a whole number from 1 to {MAX_PAGE}")
+    return int(raw)
 
-    def __init__(self, settings: Settings, store: StreamStore, source: Source) -> None:
+
+class Api:
+    """The route handlers, bound to one store, one text source and (`jwt` mode) a verifier."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StreamStore,
+        source: Source,
+        verifier: Verifier | None = None,
+    ) -> None:
         self.settings = settings
         self.store = AsyncStreamStore(store)
         self.source = source
+        self.verifier = verifier
         self.drivers: dict[str, StreamDriver] = {}
+        self._sign_in: dict[str, str] | None = None
 
-    async def _authorized_stream(
-        self, request: Request, stream_id: str, *, missing: str = "stream"
+    # -- who is calling ----------------------------------------------------------------
+
+    async def _caller(self, request: Request) -> str:
+        """The caller's `sub`: `anonymous` in `none` mode, else from a verified JWT (401)."""
+        if self.verifier is None:
+            return ANONYMOUS
+        from pts.auth import KeysUnavailable, Unauthorized
+
+        try:
+            header = request.headers.get("authorization")
+            identity = await asyncio.to_thread(self.verifier.verify_bearer, header)
+        except KeysUnavailable as error:
+            logger.warning("cannot verify a token: %s", error)
+            raise HTTPException(
+                503, "cannot verify tokens right now; try again", {"Retry-After": "5"}
+            ) from None
+        except Unauthorized as error:
+            raise HTTPException(
+                401, str(error), {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            ) from None
+        return identity.sub
+
+    async def _owned_stream(
+        self,
+        request: Request,
+        stream_id: str,
+        *,
+        missing: str = "stream",
+        sub: str | None = None,
     ) -> Stream:
-        """The stream, if the request carries its drive token (401, 404, 403 in that order)."""
+        """The stream, if the caller may drive, cancel or delete it (401, 404, 403 in that
+        order): its owner in `jwt` mode (anybody else: 404; `sub` if already verified), the
+        drive token's holder else."""
+        if self.verifier is not None:
+            sub = sub or await self._caller(request)
+            stream = await self.store.get_stream(stream_id) if is_valid_id(stream_id) else None
+            if stream is None or stream.owner != sub:
+                raise HTTPException(404, f"unknown {missing}")
+            return stream
         token = _bearer_token(request)
         if token is None:
             raise HTTPException(401, MISSING_TOKEN)
@@ -194,10 +271,40 @@ class Api:
         html = resources.files("pts.web").joinpath("index.html").read_text("utf-8")
         ws_url = html_escape(self.settings.ws_url or "", quote=True)
         nonce = secrets.token_urlsafe(18)
-        html = html.replace("{{PTS_WS_URL}}", ws_url).replace("{{CSP_NONCE}}", nonce)
-        return HTMLResponse(
-            html, headers={"Content-Security-Policy": _page_policy(nonce, self.settings.ws_url)}
+        sign_in = await self._sign_in_config()
+        html = (
+            html.replace("{{PTS_WS_URL}}", ws_url)
+            .replace("{{CSP_NONCE}}", nonce)
+            .replace("{{PTS_SIGN_IN}}", html_escape(json.dumps(sign_in) if sign_in else ""))
         )
+        token_endpoint = (sign_in or {}).get("tokenEndpoint")
+        policy = _page_policy(nonce, self.settings.ws_url, token_endpoint)
+        return HTMLResponse(html, headers={"Content-Security-Policy": policy})
+
+    async def _sign_in_config(self) -> dict[str, str] | None:
+        """What the page needs to sign in (`jwt` mode): the issuer, the page's client id (the
+        first audience) and the endpoints from the issuer's discovery document, fetched once.
+        `{"issuer", "clientId"}` alone while the issuer cannot be reached (the page says so)."""
+        if self.verifier is None:
+            return None
+        if self._sign_in is not None:
+            return self._sign_in
+        from pts.auth import KeysUnavailable
+
+        issuer = self.verifier.issuer
+        config = {"issuer": issuer, "clientId": self.settings.sign_in_client_id or ""}
+        try:
+            discovery = await asyncio.to_thread(self.verifier.keys.discovery)
+        except KeysUnavailable as error:
+            logger.warning("cannot read the issuer's discovery document: %s", error)
+            return config
+        if not isinstance(discovery, dict):
+            return config
+        authorize, token = discovery.get("authorization_endpoint"), discovery.get("token_endpoint")
+        if not (isinstance(authorize, str) and isinstance(token, str)):
+            return config
+        self._sign_in = {**config, "authorizationEndpoint": authorize, "tokenEndpoint": token}
+        return self._sign_in
 
     async def create_chat(self, request: Request) -> Response:
         body = await _json_object(request)
@@ -207,12 +314,22 @@ class Api:
         size = _utf8_size(prompt, "prompt")
         if not 1 <= size <= MAX_PROMPT_BYTES:
             raise HTTPException(400, f"prompt must be 1 to {MAX_PROMPT_BYTES} bytes of UTF-8")
+        shared = body.get("shared", False)
+        if not isinstance(shared, bool):
+            raise HTTPException(400, "shared must be true or false")
         thread_id = _thread_id(body.get("threadId"))
+        owner = await self._caller(request)
+        # Another user's thread is unknown: continuing it would hand its history to a stranger.
         if thread_id is not None and not (
-            is_valid_id(thread_id) and await self.store.thread_exists(thread_id)
+            is_valid_id(thread_id) and await self.store.thread_owner(thread_id) == owner
         ):
             raise HTTPException(404, "unknown thread")
-        chat, token = await self.store.create_chat(prompt, thread_id=thread_id)
+        try:
+            chat, token = await self.store.create_chat(
+                prompt, thread_id=thread_id, owner=owner, shared=shared
+            )
+        except TooManyActiveStreams as error:
+            raise HTTPException(429, str(error), {"Retry-After": "5"}) from None
         return JSONResponse(
             {
                 "chatId": chat.chat_id,
@@ -224,31 +341,30 @@ class Api:
         )
 
     async def list_chats(self, request: Request) -> Response:
+        """The caller's newest chats, oldest first; `cursor` pages back to older ones."""
         if "threadId" in request.query_params:
             return await self.list_thread(request)
-        chats = await self.store.list_chats()
-        return JSONResponse(
-            {
-                "chats": [
-                    {
-                        "chatId": c.chat_id,
-                        "prompt": c.prompt,
-                        "streamId": c.stream_id,
-                        "createdAt": c.created_at,
-                        "threadId": c.thread_id,
-                    }
-                    for c in chats
-                ]
-            }
-        )
+        limit = _page_size(request)
+        cursor = request.query_params.get("cursor") or None
+        owner = await self._caller(request)
+        try:
+            page = await self.store.chat_page(owner, limit=limit, cursor=cursor)
+        except BadCursor as error:
+            raise HTTPException(400, str(error)) from None
+        chats = [chat_json(c, sharing=self.verifier is not None) for c in page.chats]
+        return JSONResponse({"chats": chats, "cursor": page.cursor})
 
     async def list_thread(self, request: Request) -> Response:
         """`GET /chats?threadId=…`: one thread's chats, oldest first (none: an empty list)."""
         thread_id = _thread_id(request.query_params["threadId"])
+        sub = await self._caller(request)
         chats: list[Chat] = []
         if thread_id is not None and is_valid_id(thread_id):
             chats = await self.store.list_thread(thread_id)
-        return JSONResponse({"chats": [chat_json(c) for c in chats]})
+        # Somebody else's thread lists as no thread at all.
+        chats = [c for c in chats if c.owner == sub]
+        sharing = self.verifier is not None
+        return JSONResponse({"chats": [chat_json(c, sharing=sharing) for c in chats]})
 
     async def _history(self, chat: Chat | None) -> tuple[Turn, ...]:
         """The earlier turns of the chat's thread that the source is given."""
@@ -260,7 +376,7 @@ class Api:
     async def drive(self, request: Request) -> Response:
         body = await _json_object(request)
         stream_id = _identifier(body.get("streamId"), "streamId")
-        stream = await self._authorized_stream(request, stream_id)
+        stream = await self._owned_stream(request, stream_id)
         if stream.status is not Status.PENDING or not await self.store.claim(stream_id):
             raise HTTPException(
                 409, f"stream is not pending (it is {stream.status}): driven already"
@@ -295,10 +411,11 @@ class Api:
 
     async def get_stream(self, request: Request) -> Response:
         stream_id = request.path_params["stream_id"]
+        sub = await self._caller(request)
         body = None
         if is_valid_id(stream_id):
             body = await self.store.read(stream_id)
-        if body is None:
+        if body is None or not body.readable_by(sub):
             raise HTTPException(404, "unknown stream")
         payload = {"streamId": stream_id, "text": body.text, "status": body.status, "seq": body.seq}
         if body.status is Status.ERROR:
@@ -310,10 +427,11 @@ class Api:
         `useChat`'s resume: its stored text, the rest as it is persisted, then how it ended.
         `204` while it is `pending`: nobody drives it, so there is nothing to resume."""
         stream_id = request.path_params["stream_id"]
+        sub = await self._caller(request)
         tail = None
         if is_valid_id(stream_id):
             tail = await self.store.read_batches(stream_id)
-        if tail is None:
+        if tail is None or not tail.stream.readable_by(sub):
             raise HTTPException(404, "unknown stream")
         if tail.stream.status is Status.PENDING:
             return Response(status_code=204, headers={"Cache-Control": "no-store"})
@@ -322,21 +440,22 @@ class Api:
         return StreamingResponse(events, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
 
     async def cancel(self, request: Request) -> Response:
-        stream = await self._authorized_stream(request, request.path_params["stream_id"])
+        stream = await self._owned_stream(request, request.path_params["stream_id"])
         if not await self._cancel(stream):
             raise HTTPException(409, f"stream already ended (status {stream.status})")
         return JSONResponse({"status": "cancelled"}, status_code=202)
 
     async def delete_chat(self, request: Request) -> Response:
         chat_id = request.path_params["chat_id"]
-        if _bearer_token(request) is None:
+        sub = await self._caller(request)
+        if self.verifier is None and _bearer_token(request) is None:
             raise HTTPException(401, MISSING_TOKEN)
         chat = None
         if is_valid_id(chat_id):
             chat = await self.store.get_chat(chat_id)
-        if chat is None:
+        if chat is None or chat.owner != sub:
             raise HTTPException(404, "unknown chat")
-        stream = await self._authorized_stream(request, chat.stream_id, missing="chat")
+        stream = await self._owned_stream(request, chat.stream_id, missing="chat", sub=sub)
         # A live stream ends first (viewers get `cancelled`); once it has ended, nothing its
         # driver may still try to write is stored, so the delete cannot leave an orphan.
         if not stream.status.terminal and await self._cancel(stream):
@@ -449,14 +568,24 @@ def create_app(
     settings: Settings | None = None,
     store: StreamStore | None = None,
     source: Source | None = None,
+    verifier: Verifier | None = None,
 ) -> Starlette:
-    """The ASGI app. With no arguments everything comes from the environment."""
+    """The ASGI app. With no arguments everything comes from the environment (in `jwt`
+    mode the verifier too; a misconfiguration fails here, at start)."""
     if observability.on_lambda():
         observability.logger()  # JSON log lines, as the other functions write them
     settings = settings or Settings.from_env()
-    store = store or StreamStore(settings.table, retention_days=settings.retention_days)
+    store = store or StreamStore(
+        settings.table,
+        retention_days=settings.retention_days,
+        active_limit=settings.max_active_streams_per_user,
+    )
     source = source or load_source(settings.source, settings.extra)
-    api = Api(settings, store, source)
+    if verifier is None and settings.auth == "jwt":
+        from pts.auth import Verifier
+
+        verifier = Verifier.from_env({**settings.extra, "PTS_AUTH": "jwt"})
+    api = Api(settings, store, source, verifier)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -477,6 +606,7 @@ def create_app(
         # and the JavaScript client that the page uses (clients/js/src).
         Mount("/static/vendor", StaticFiles(packages=[("pts.web", "vendor")])),
         Mount("/static/client", StaticFiles(directory=_client_module())),
+        Mount("/static/app", StaticFiles(packages=[("pts.web", "app")])),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: _http_error,

@@ -149,6 +149,11 @@ class IssuerKeys:
     def discovery_url(self) -> str:
         return self.issuer.rstrip("/") + "/.well-known/openid-configuration"
 
+    def discovery(self) -> Any:
+        """The issuer's OpenID discovery document (the chat page signs in with its
+        endpoints); `KeysUnavailable` if it cannot be fetched."""
+        return self._fetch(self.discovery_url)
+
     def key(self, kid: str, alg: str) -> Key:
         """The signing key named `kid`, usable with `alg`; refetches the JWKS if needed."""
         if not self._stale():
@@ -260,7 +265,8 @@ class Verifier:
         """`PTS_AUTH=jwt` → a verifier for `PTS_JWT_ISSUER`/`PTS_JWT_AUDIENCE`; `none` → None.
 
         `PTS_JWT_AUDIENCE` is comma-separated (several app clients may share the API);
-        `PTS_JWT_JWKS_URL` skips discovery. A misconfiguration fails at start, not per request.
+        `PTS_JWT_JWKS_URL` skips discovery; `PTS_JWT_JWKS_MIN_REFRESH_SECONDS` (default 60)
+        bounds refetches on unknown `kid`s. A misconfiguration fails at start, not per request.
         """
         env = os.environ if env is None else env
         mode = (env.get("PTS_AUTH") or "none").strip().lower()
@@ -273,11 +279,16 @@ class Verifier:
         audiences = [a for a in audiences if a]
         if not issuer or not audiences:
             raise ValueError("PTS_AUTH=jwt needs PTS_JWT_ISSUER and PTS_JWT_AUDIENCE")
+        try:
+            min_refresh = float(env.get("PTS_JWT_JWKS_MIN_REFRESH_SECONDS") or 60)
+        except ValueError:
+            raise ValueError("PTS_JWT_JWKS_MIN_REFRESH_SECONDS must be a number") from None
         return cls(
             issuer,
             audiences,
             jwks_url=(env.get("PTS_JWT_JWKS_URL") or "").strip() or None,
             fetch=fetch,
+            min_refresh=min_refresh,
         )
 
     def verify_bearer(self, authorization: str | None) -> Identity:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
@@ -27,6 +28,8 @@ from pts.client import StreamView, follow
 
 HTTP_URL = "http://127.0.0.1:8000"
 WS_URL = "ws://127.0.0.1:8001"
+ISSUER_URL = "http://127.0.0.1:8002"
+CLIENT_ID = "pts-chat"
 DEFAULT_DATA_DIR = ".pts-local"
 """`pts dev`'s data dir, in the working directory (git-ignored)."""
 
@@ -37,6 +40,28 @@ def _http_url() -> str:
 
 def _ws_url() -> str:
     return os.environ.get("PTS_WS_URL", WS_URL)
+
+
+def _token() -> str | None:
+    """`PTS_TOKEN`: a JWT (`pts token`) for a stack with `PTS_AUTH=jwt`."""
+    return os.environ.get("PTS_TOKEN", "").strip() or None
+
+
+def _auth(fallback: str | None = None) -> dict[str, str]:
+    """The `Authorization` header: the JWT if there is one, else `fallback` (a drive token)."""
+    token = _token() or fallback
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _with_token(ws_url: str) -> str:
+    """The WebSocket URL with `?token=` (browsers cannot send headers on a WebSocket, so
+    the `$connect` authorizer reads the query string). Never printed."""
+    token = _token()
+    if token is None:
+        return ws_url
+    parts = urlsplit(ws_url)
+    query = urlencode([*parse_qsl(parts.query), ("token", token)])
+    return urlunsplit(parts._replace(query=query))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +137,9 @@ def dev(args: argparse.Namespace) -> int:
         if stack.ws_url:
             print(f"WebSocket               {stack.ws_url}", flush=True)
         print(f"DynamoDB (moto)         {stack.dynamodb.endpoint}", flush=True)
+        if stack.issuer:
+            print(f"OpenID issuer (dev)     {stack.issuer.url}", flush=True)
+            print("sign in                 pts token --user NAME", flush=True)
         if data_dir is not None:
             print(f"local data              {data_dir}/ (pts dev --reset: start empty)", flush=True)
         print("ready — Ctrl-C stops", flush=True)
@@ -127,7 +155,7 @@ def chat(args: argparse.Namespace) -> int:
         body = {"prompt": args.prompt}
         if args.thread:
             body["threadId"] = args.thread
-        created = client.post(f"{base}/chats", json=body)
+        created = client.post(f"{base}/chats", json=body, headers=_auth())
         if created.status_code != 201:
             return _fail(created)
         ids = created.json()
@@ -139,7 +167,7 @@ def chat(args: argparse.Namespace) -> int:
             "POST",
             f"{base}/chat-stream",
             json={"streamId": ids["streamId"]},
-            headers={"Authorization": f"Bearer {ids['driveToken']}"},
+            headers=_auth(ids["driveToken"]),
         ) as response:
             if response.status_code != 200:
                 response.read()
@@ -147,7 +175,7 @@ def chat(args: argparse.Namespace) -> int:
             for text in response.iter_text():
                 sys.stdout.write(text)
                 sys.stdout.flush()
-        final = client.get(f"{base}/streams/{ids['streamId']}").json()
+        final = client.get(f"{base}/streams/{ids['streamId']}", headers=_auth()).json()
     sys.stdout.write("\n")
     if final.get("status") != "done":
         print(f"pts: stream ended {final.get('status')}: {final.get('error', '')}", file=sys.stderr)
@@ -156,7 +184,7 @@ def chat(args: argparse.Namespace) -> int:
 
 
 def get(args: argparse.Namespace) -> int:
-    response = httpx.get(f"{args.http_url}/streams/{args.stream_id}", timeout=10)
+    response = httpx.get(f"{args.http_url}/streams/{args.stream_id}", headers=_auth(), timeout=10)
     if response.status_code != 200:
         return _fail(response)
     body = response.json()
@@ -185,7 +213,7 @@ class Watch:
 
     def run(self) -> int:
         try:
-            view = asyncio.run(follow(self.url, self.stream_id, on_text=_print_live))
+            view = asyncio.run(follow(_with_token(self.url), self.stream_id, on_text=_print_live))
         except InvalidURI as error:
             print(f"pts: bad PTS_WS_URL {self.url!r}: {error}", file=sys.stderr)
             return 2
@@ -210,7 +238,9 @@ class Watch:
         if view.status != "error":
             return ""
         try:
-            response = httpx.get(f"{self.http_url}/streams/{view.stream_id}", timeout=5)
+            response = httpx.get(
+                f"{self.http_url}/streams/{view.stream_id}", headers=_auth(), timeout=5
+            )
             return f": {response.json().get('error', '')}"
         except (httpx.HTTPError, ValueError):
             return ""
@@ -222,6 +252,25 @@ def watch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         sys.stdout.write("\n")
         return 130
+
+
+def token(args: argparse.Namespace) -> int:
+    """Sign in at the local issuer as a browser would (authorization code + PKCE) and print
+    the access token: `export PTS_TOKEN=$(pts token --user alice)`."""
+    from pts.local.issuer import sign_in
+
+    issuer = os.environ.get("PTS_ISSUER_URL", ISSUER_URL)
+    client_id = os.environ.get("PTS_JWT_CLIENT_ID", CLIENT_ID)
+    try:
+        tokens = sign_in(issuer, args.user, client_id, f"{args.http_url}/")
+    except (RuntimeError, httpx.HTTPStatusError) as error:
+        print(f"pts: {error}", file=sys.stderr)
+        return 1
+    except httpx.TransportError as error:
+        print(f"pts: cannot reach the issuer {issuer}: {error}", file=sys.stderr)
+        return 2
+    print(tokens["access_token"])
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     get_parser.add_argument("stream_id")
     get_parser.add_argument("--json", action="store_true", help="the whole GET /streams answer")
     get_parser.set_defaults(func=get)
+    token_parser = commands.add_parser(
+        "token", help="sign in at the local issuer (PTS_AUTH=jwt make dev) and print a JWT"
+    )
+    token_parser.add_argument("--user", required=True, help="who to be (becomes the sub)")
+    token_parser.set_defaults(func=token)
     args = parser.parse_args(argv)
     if args.func is not dev:
         try:

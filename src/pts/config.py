@@ -13,6 +13,9 @@ from typing import TypeVar
 
 N = TypeVar("N", int, float)
 
+DEFAULT_ACTIVE_LIMIT = 3
+"""Live streams per user in `PTS_AUTH=jwt` mode, unless `PTS_MAX_ACTIVE_STREAMS_PER_USER`."""
+
 
 def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
     """`env[name]` as an `int` or a `float`; unset or empty is `default`."""
@@ -54,6 +57,14 @@ class Settings:
     """`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}` for `@connections`."""
     ws_url: str | None = None
     """Public WebSocket URL the chat page connects to (`PTS_WS_URL`)."""
+    auth: str = "none"
+    """`none` (the open demo) or `jwt` (OpenID Connect tokens, `pts.auth`) (`PTS_AUTH`)."""
+    max_active_streams_per_user: int | None = None
+    """Streams `pending` or `streaming` one user may have at once (`429` beyond;
+    `PTS_MAX_ACTIVE_STREAMS_PER_USER`): 3 unless set with `PTS_AUTH=jwt`, no limit unless set
+    with `none` (everybody is one user there), 0 = no limit."""
+    sign_in_client_id: str | None = None
+    """The chat page's client id at the issuer: the first of `PTS_JWT_AUDIENCE`."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """The whole environment, for sources that read their own variables."""
 
@@ -61,6 +72,15 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         origins = env.get("PTS_CORS_ORIGINS", "*")
+        auth = (env.get("PTS_AUTH") or cls.auth).strip().lower()
+        if auth not in ("none", "jwt"):
+            raise ValueError(f"PTS_AUTH must be 'none' or 'jwt', not {auth!r}")
+        limit = _number(
+            env,
+            "PTS_MAX_ACTIVE_STREAMS_PER_USER",
+            DEFAULT_ACTIVE_LIMIT if auth == "jwt" else 0,
+            int,
+        )
         return cls(
             table=env.get("PTS_TABLE", cls.table),
             connections_table=env.get("PTS_CONNECTIONS_TABLE", cls.connections_table),
@@ -83,5 +103,8 @@ class Settings:
                 int,
             ),
             ws_url=env.get("PTS_WS_URL") or None,
+            auth=auth,
+            sign_in_client_id=(env.get("PTS_JWT_AUDIENCE") or "").split(",")[0].strip() or None,
+            max_active_streams_per_user=limit if limit > 0 else None,
             extra=dict(env),
         )

@@ -4,8 +4,10 @@ Streams table: a chat is `pk = CHAT#{chatId}, sk = CHAT`; a stream's meta item
 (`sk = META`) and its batches (`sk = BATCH#0000000001`, …) share the partition
 `STREAM#{streamId}`, and `BATCH#…` sorts before `META`, so one consistent Query returns a body
 (or the part after a sequence number) together with the stream's status. Chats also carry
-`chatList = CHAT_LIST`, the one partition of the `ChatsByCreatedAt` index, and `threadId`,
-the partition of the `ChatsByThread` index (a thread's chats by `createdAt`).
+`chatOwner` (the owner's `sub`), the partition of the `ChatsByOwner` index: one partition per
+user, so listing a user's chats reads nobody else's and no partition is everybody's; and
+`threadId`, the partition of the `ChatsByThread` index (a thread's chats by `createdAt`).
+A user's count of live streams is `pk = USER#{sub}, sk = ACTIVE` (the abuse limit).
 
 Connections table: one item per (stream, viewer), `pk = STREAM#{streamId}`,
 `sk = CONN#{connectionId}`, so the fan-out reads a stream's viewers with one Query.
@@ -24,9 +26,10 @@ CHAT_PREFIX = "CHAT#"
 STREAM_PREFIX = "STREAM#"
 BATCH_PREFIX = "BATCH#"
 CONN_PREFIX = "CONN#"
+USER_PREFIX = "USER#"
 CHAT_SK = "CHAT"
 META_SK = "META"
-CHAT_LIST = "chats"
+ACTIVE_SK = "ACTIVE"
 MAX_SEQ = 9_999_999_999
 """The largest sequence number a batch key can hold (ten digits, zero-padded)."""
 
@@ -39,6 +42,11 @@ def chat_pk(chat_id: str) -> str:
 
 def chat_key(chat_id: str) -> Key:
     return {"pk": chat_pk(chat_id), "sk": CHAT_SK}
+
+
+def active_key(owner: str) -> Key:
+    """The owner's counter of streams `pending` or `streaming` (`active`)."""
+    return {"pk": f"{USER_PREFIX}{owner}", "sk": ACTIVE_SK}
 
 
 def stream_pk(stream_id: str) -> str:

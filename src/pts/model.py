@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 
 from pts.protocol import Status
 
+ANONYMOUS = "anonymous"
+"""The owner of everything in `PTS_AUTH=none` mode (the open demo): one user, everyone."""
+
 
 @dataclass(frozen=True, slots=True)
 class Chat:
@@ -24,6 +27,10 @@ class Chat:
     thread_id: str | None = None
     """The conversation it belongs to: the id of the thread's first chat (so a chat that
     starts a thread, or one stored before threads existed, is its own thread)."""
+    owner: str = ANONYMOUS
+    """The `sub` of whoever created it (its stream has the same owner)."""
+    shared: bool = False
+    """Readable and watchable by anybody signed in, not only the owner."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +43,15 @@ class Stream:
     updated_at: float
     seq: int
     error: str | None = None
+    owner: str = ANONYMOUS
+    shared: bool = False
 
     def token_matches(self, token: str) -> bool:
         return hmac.compare_digest(self.token_hash, hash_token(token))
+
+    def readable_by(self, sub: str) -> bool:
+        """The owner reads and watches it; anybody signed in does once it is shared."""
+        return self.shared or self.owner == sub
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,11 @@ class Body:
     """The highest persisted sequence number (or the `after` asked for, if none is higher)."""
     status: Status
     error: str | None = None
+    owner: str = ANONYMOUS
+    shared: bool = False
+
+    def readable_by(self, sub: str) -> bool:
+        return self.shared or self.owner == sub
 
 
 def new_id() -> str:

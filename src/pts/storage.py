@@ -13,7 +13,11 @@ Keys and the attribute codec live in `pts.keys`, the domain types in `pts.model`
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import functools
+import json
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,9 +27,10 @@ from botocore.exceptions import ClientError
 
 from pts import aws
 from pts.keys import (
-    CHAT_LIST,
+    CHAT_PREFIX,
     MAX_SEQ,
     META_SK,
+    active_key,
     batch_key,
     batch_sk,
     chat_key,
@@ -35,26 +40,38 @@ from pts.keys import (
     stream_key,
     stream_pk,
 )
-from pts.model import Body, Chat, Stream, hash_token, iso_time, new_id, new_token
-from pts.protocol import TERMINAL_STATUSES, Status
+from pts.model import (
+    ANONYMOUS,
+    Body,
+    Chat,
+    Stream,
+    hash_token,
+    iso_time,
+    new_id,
+    new_token,
+)
+from pts.protocol import TERMINAL_STATUSES, Status, is_valid_id
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 # Re-exported: callers (and the benchmark) import these from here as they always did.
 __all__ = [
-    "CHAT_LIST",
+    "ANONYMOUS",
     "MAX_SEQ",
     "TERMINAL_STATUSES",
     "AsyncStreamStore",
+    "BadCursor",
     "Body",
     "Chat",
+    "ChatPage",
     "SequenceConflict",
     "Status",
     "StorageError",
     "Stream",
     "StreamEnded",
     "StreamStore",
+    "TooManyActiveStreams",
     "WriteContention",
     "batch_sk",
     "deserialize",
@@ -63,6 +80,9 @@ __all__ = [
 ]
 
 MAX_ERROR_CHARS = 4000
+MAX_PAGE = 100
+"""The most chats one `GET /chats` page holds (and its default size)."""
+TRANSACTION_ATTEMPTS = 6
 _CONDITION_FAILED = frozenset({"ConditionalCheckFailedException", "TransactionCanceledException"})
 
 
@@ -83,6 +103,14 @@ class WriteContention(Exception):
     """A write lost a race with another write to the same item; trying again is safe."""
 
 
+class TooManyActiveStreams(StorageError):
+    """The owner already has as many `pending` or `streaming` streams as allowed."""
+
+
+class BadCursor(ValueError):
+    """A `GET /chats` cursor this store did not hand out."""
+
+
 def applied(write: Callable[[], object]) -> bool:
     """Run one conditional write: True if it applied, False if its condition failed.
 
@@ -98,6 +126,11 @@ def applied(write: Callable[[], object]) -> bool:
     return True
 
 
+def _cancellation_reasons(error: ClientError) -> list[str]:
+    reasons = error.response.get("CancellationReasons") or []
+    return [str(reason.get("Code")) for reason in reasons]
+
+
 def _chat_from_item(item: dict[str, Any]) -> Chat:
     return Chat(
         item["chatId"],
@@ -105,7 +138,40 @@ def _chat_from_item(item: dict[str, Any]) -> Chat:
         item["streamId"],
         item["createdAt"],
         item.get("threadId") or item["chatId"],
+        owner=item.get("chatOwner", ANONYMOUS),
+        shared=bool(item.get("shared", False)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ChatPage:
+    """One page of an owner's chats, oldest first; `cursor` fetches the older ones before."""
+
+    chats: list[Chat]
+    cursor: str | None
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    """Opaque to clients: where the next (older) page starts, without the owner — the owner
+    always comes from the caller, so no cursor can reach into somebody else's chats."""
+    position = {"t": key["createdAt"], "c": key["pk"].removeprefix(CHAT_PREFIX)}
+    raw = json.dumps(position, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _decode_cursor(cursor: str, owner: str) -> dict[str, Any]:
+    """The `ExclusiveStartKey` of a cursor, in `owner`'s partition; `BadCursor` otherwise."""
+    try:
+        if len(cursor) > 200:
+            raise ValueError("too long")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        position = json.loads(raw)
+        created_at, chat_id = position["t"], position["c"]
+        if not (isinstance(created_at, str) and len(created_at) <= 40 and is_valid_id(chat_id)):
+            raise ValueError("not a position")
+    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
+        raise BadCursor("cursor is not one this API returned") from None
+    return {**chat_key(chat_id), "chatOwner": owner, "createdAt": created_at}
 
 
 def stream_from_item(item: dict[str, Any]) -> Stream:
@@ -119,6 +185,8 @@ def stream_from_item(item: dict[str, Any]) -> Stream:
         updated_at=float(item.get("updatedAt", 0)),
         seq=int(item.get("seq", 0)),
         error=item.get("error"),
+        owner=item.get("owner", ANONYMOUS),
+        shared=bool(item.get("shared", False)),
     )
 
 
@@ -132,9 +200,12 @@ class StreamStore:
         retention_days: int = 30,
         client: DynamoDBClient | None = None,
         clock: Callable[[], float] = time.time,
+        active_limit: int | None = None,
     ) -> None:
         self.table = table
         self.retention = retention_days * 86_400
+        self.active_limit = active_limit
+        """Streams `pending` or `streaming` an owner may have at once (None: no limit)."""
         self.clock = clock
         self._client = client
 
@@ -147,16 +218,37 @@ class StreamStore:
 
     # -- chats and streams -------------------------------------------------------------
 
-    def create_chat(self, prompt: str, *, thread_id: str | None = None) -> tuple[Chat, str]:
+    def create_chat(
+        self,
+        prompt: str,
+        *,
+        thread_id: str | None = None,
+        owner: str = ANONYMOUS,
+        shared: bool = False,
+    ) -> tuple[Chat, str]:
         """Store a chat and its `pending` stream; return the chat and the drive token.
 
-        The chat continues `thread_id` (checked by the caller, see `thread_exists`), or starts
-        a thread of its own, whose id is the chat's.
+        The chat continues `thread_id` (checked by the caller, see `thread_exists` and
+        `thread_owner`), or starts a thread of its own, whose id is the chat's.
+
+        With an `active_limit`, the owner's count of live streams goes up in the same
+        transaction, on condition that it is below the limit — so concurrent creates can
+        never get past it — and `TooManyActiveStreams` says it was reached. The stream is
+        marked `counted`, and the write that ends it counts it down (see `_end`).
         """
         now = self.clock()
         chat_id = new_id()
-        chat = Chat(chat_id, prompt, new_id(), iso_time(now), thread_id or chat_id)
+        chat = Chat(
+            chat_id,
+            prompt,
+            new_id(),
+            iso_time(now),
+            thread_id or chat_id,
+            owner=owner,
+            shared=shared,
+        )
         token = new_token()
+        counted = self.active_limit is not None
         chat_item = {
             **chat_key(chat.chat_id),
             "kind": "chat",
@@ -164,7 +256,8 @@ class StreamStore:
             "prompt": prompt,
             "streamId": chat.stream_id,
             "createdAt": chat.created_at,
-            "chatList": CHAT_LIST,
+            "chatOwner": owner,
+            "shared": shared or None,
             "threadId": chat.thread_id,
             "ttl": self._ttl(now),
         }
@@ -179,25 +272,74 @@ class StreamStore:
             "createdAt": chat.created_at,
             "updatedAt": int(now),
             "seq": 0,
+            "owner": owner,
+            "shared": shared or None,
+            "counted": counted or None,
             "ttl": self._ttl(now),
         }
-        self.client.transact_write_items(
-            TransactItems=[
-                {"Put": {"TableName": self.table, "Item": serialize(item)}}
-                for item in (chat_item, stream_item)
-            ]
-        )
+        items: list[Any] = [
+            {"Put": {"TableName": self.table, "Item": serialize(item)}}
+            for item in (chat_item, stream_item)
+        ]
+        if counted:
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": serialize(active_key(owner)),
+                        "UpdateExpression": "SET active = if_not_exists(active, :zero) + :one, "
+                        "kind = :kind",
+                        "ConditionExpression": "attribute_not_exists(active) OR active < :limit",
+                        "ExpressionAttributeValues": serialize(
+                            {":zero": 0, ":one": 1, ":limit": self.active_limit, ":kind": "user"}
+                        ),
+                    }
+                }
+            )
+        if not self._transact(items):
+            raise TooManyActiveStreams(
+                f"at most {self.active_limit} streams may be pending or streaming at once"
+            )
         return chat, token
 
-    def list_chats(self) -> list[Chat]:
-        """Every chat, oldest first."""
+    def active_count(self, owner: str) -> int:
+        """How many of `owner`'s streams count as live (0 without a limit)."""
+        item = self.client.get_item(
+            TableName=self.table, Key=serialize(active_key(owner)), ConsistentRead=True
+        ).get("Item")
+        return int(deserialize(item).get("active", 0)) if item else 0
+
+    def list_chats(self, owner: str = ANONYMOUS) -> list[Chat]:
+        """Every chat of `owner`, oldest first."""
         pages = self.client.get_paginator("query").paginate(
             TableName=self.table,
-            IndexName="ChatsByCreatedAt",
-            KeyConditionExpression="chatList = :list",
-            ExpressionAttributeValues={":list": {"S": CHAT_LIST}},
+            IndexName="ChatsByOwner",
+            KeyConditionExpression="chatOwner = :owner",
+            ExpressionAttributeValues=serialize({":owner": owner}),
         )
         return [_chat_from_item(deserialize(i)) for page in pages for i in page["Items"]]
+
+    def chat_page(
+        self, owner: str = ANONYMOUS, *, limit: int = MAX_PAGE, cursor: str | None = None
+    ) -> ChatPage:
+        """`owner`'s newest `limit` chats (before `cursor`), listed oldest first."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be 1 to {MAX_PAGE}")
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "ChatsByOwner",
+            "KeyConditionExpression": "chatOwner = :owner",
+            "ExpressionAttributeValues": serialize({":owner": owner}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor is not None:
+            request["ExclusiveStartKey"] = serialize(_decode_cursor(cursor, owner))
+        response = self.client.query(**request)
+        chats = [_chat_from_item(deserialize(i)) for i in response["Items"]]
+        last = response.get("LastEvaluatedKey")
+        next_cursor = _encode_cursor(deserialize(dict(last))) if last else None
+        return ChatPage(chats[::-1], next_cursor)
 
     def list_thread(self, thread_id: str) -> list[Chat]:
         """One thread's chats, oldest first (the `ChatsByThread` index: eventually consistent,
@@ -227,6 +369,22 @@ class StreamStore:
             Limit=1,
         )
         return bool(response["Items"])
+
+    def thread_owner(self, thread_id: str) -> str | None:
+        """Who a thread belongs to (its first chat's owner, or, when that chat was deleted,
+        any chat's left in it); None if there is no such thread."""
+        first = self.get_chat(thread_id)
+        if first is not None:
+            return first.owner if first.thread_id == thread_id else None
+        response = self.client.query(
+            TableName=self.table,
+            IndexName="ChatsByThread",
+            KeyConditionExpression="threadId = :thread",
+            ExpressionAttributeValues={":thread": {"S": thread_id}},
+            Limit=1,
+        )
+        items = response["Items"]
+        return str(deserialize(dict(items[0])).get("chatOwner", ANONYMOUS)) if items else None
 
     def get_chat(self, chat_id: str) -> Chat | None:
         response = self.client.get_item(
@@ -402,7 +560,70 @@ class StreamStore:
             names["#e"] = "error"
             values[":error"] = error[:MAX_ERROR_CHARS]
         update += " REMOVE activeStatus"
-        return self._update_if(stream_id, update, condition, values, names=names)
+        return self._end_write(stream_id, update, condition, values, names)
+
+    def _end_write(
+        self,
+        stream_id: str,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str],
+    ) -> bool:
+        """The ending update; for a stream `counted` against its owner's limit, in one
+        transaction with the count going down, so the count is exact whoever ends it (the
+        driver, the API, the sweeper). A terminal status never changes again, so that
+        happens once. Uncounted streams (no limit) cost the single write they always did."""
+        uncounted = f"({condition}) AND attribute_not_exists(counted)"
+        params = self._meta_update(stream_id, update, uncounted, values, names)
+        try:
+            # On a failed condition the item as it was comes back with the error: no read.
+            self.client.update_item(**params, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            return True
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            item: Any = error.response.get("Item") or {}
+            meta = deserialize(dict(item))
+        if not meta.get("counted"):
+            return False  # the condition failed: not a counted stream in that state
+        owner = str(meta.get("owner", ANONYMOUS))
+        return self._transact(
+            [
+                {"Update": self._meta_update(stream_id, update, condition, values, names)},
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": serialize(active_key(owner)),
+                        "UpdateExpression": "ADD active :down",
+                        "ExpressionAttributeValues": serialize({":down": -1}),
+                    }
+                },
+            ]
+        )
+
+    def _meta_update(
+        self,
+        stream_id: str,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+        *,
+        touch: bool = True,
+    ) -> dict[str, Any]:
+        """The parameters of one conditional update of a stream's meta item (`#s` is
+        `status`; `:now` the clock, when `touch`)."""
+        if touch:
+            values = {**values, ":now": int(self.clock())}
+        return {
+            "TableName": self.table,
+            "Key": serialize(stream_key(stream_id)),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#s": "status", **(names or {})},
+            "ExpressionAttributeValues": serialize(values),
+        }
 
     def _update_if(
         self,
@@ -414,20 +635,28 @@ class StreamStore:
         names: dict[str, str] | None = None,
         touch: bool = True,
     ) -> bool:
-        """One conditional update of a stream's meta item (`#s` is `status`; `:now` the
-        clock, when `touch`); False if the condition failed."""
-        if touch:
-            values = {**values, ":now": int(self.clock())}
-        return applied(
-            lambda: self.client.update_item(
-                TableName=self.table,
-                Key=serialize(stream_key(stream_id)),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#s": "status", **(names or {})},
-                ExpressionAttributeValues=serialize(values),
-            )
-        )
+        """One conditional update of a stream's meta item; False if the condition failed."""
+        params = self._meta_update(stream_id, update, condition, values, names, touch=touch)
+        return applied(lambda: self.client.update_item(**params))
+
+    def _transact(self, items: list[Any]) -> bool:
+        """One transaction: True if it applied, False if a condition failed. A transaction
+        that collided with another on the same item (`TransactionConflict`: two creates of
+        one user hitting their counter) applied nothing and is tried again, with jitter."""
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=items)
+                return True
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = _cancellation_reasons(error)
+                if "ConditionalCheckFailed" in reasons or not reasons:
+                    return False
+                if "TransactionConflict" not in reasons:
+                    raise
+            time.sleep(random.uniform(0, 0.02 * 2**attempt))
+        raise StorageError("a transaction kept colliding with concurrent ones")
 
     # -- reading -----------------------------------------------------------------------
 
@@ -459,7 +688,15 @@ class StreamStore:
         shown = [(seq, text) for seq, text in batches if seq <= last]
         seq = shown[-1][0] if shown else after
         text = "".join(text for _, text in shown)
-        return Body(stream_id, text, seq, Status(meta["status"]), meta.get("error"))
+        return Body(
+            stream_id,
+            text,
+            seq,
+            Status(meta["status"]),
+            meta.get("error"),
+            owner=meta.get("owner", ANONYMOUS),
+            shared=bool(meta.get("shared", False)),
+        )
 
     def active_streams(self, status: Status, updated_before: float) -> Iterator[tuple[str, float]]:
         """(streamId, updatedAt) of `status` streams not updated since `updated_before`."""
@@ -551,9 +788,18 @@ class AsyncStreamStore:
     def __init__(self, store: StreamStore) -> None:
         self.sync = store
 
-    async def create_chat(self, prompt: str, *, thread_id: str | None = None) -> tuple[Chat, str]:
+    async def create_chat(
+        self,
+        prompt: str,
+        *,
+        thread_id: str | None = None,
+        owner: str = ANONYMOUS,
+        shared: bool = False,
+    ) -> tuple[Chat, str]:
         return await asyncio.to_thread(
-            functools.partial(self.sync.create_chat, prompt, thread_id=thread_id)
+            functools.partial(
+                self.sync.create_chat, prompt, thread_id=thread_id, owner=owner, shared=shared
+            )
         )
 
     async def list_thread(self, thread_id: str) -> list[Chat]:
@@ -562,8 +808,13 @@ class AsyncStreamStore:
     async def thread_exists(self, thread_id: str) -> bool:
         return await asyncio.to_thread(self.sync.thread_exists, thread_id)
 
-    async def list_chats(self) -> list[Chat]:
-        return await asyncio.to_thread(self.sync.list_chats)
+    async def thread_owner(self, thread_id: str) -> str | None:
+        return await asyncio.to_thread(self.sync.thread_owner, thread_id)
+
+    async def chat_page(
+        self, owner: str = ANONYMOUS, *, limit: int = MAX_PAGE, cursor: str | None = None
+    ) -> ChatPage:
+        return await asyncio.to_thread(self.sync.chat_page, owner, limit=limit, cursor=cursor)
 
     async def get_chat(self, chat_id: str) -> Chat | None:
         return await asyncio.to_thread(self.sync.get_chat, chat_id)

@@ -4,6 +4,12 @@ Replies go back to the caller through API Gateway's `@connections` API; their sh
 `pts.protocol`'s (docs/protocol.md describes them). A bad frame is answered at once with an
 `error` and never reaches DynamoDB (an id that cannot be ours is simply unknown), and no
 route raises because a post failed: the client recovers by subscribing again.
+
+With `PTS_AUTH=jwt`, `$connect` has a Lambda authorizer (`pts.authorizer`) whose context, the
+caller's `sub`, API Gateway hands every later route of the connection: `subscribe` serves
+the stream's owner, and anybody signed in when it is shared; anybody else gets the very
+`unknown stream` a missing stream gets. That is checked *before* the subscription is stored,
+so the fan-out never sends a private stream's deltas to a stranger, not even for a moment.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
 from pts import protocol
+from pts.authorizer import connected_sub
 from pts.config import Settings
 from pts.connections import Connections
 from pts.keys import MAX_SEQ
@@ -82,11 +89,16 @@ def subscribe_replies(stream_id: str, tail: Tail, after: int) -> Iterator[protoc
         yield protocol.status_message(stream_id, status.value, tail.stream.seq, tail.stream.error)
 
 
+UNAUTHORIZED = {"statusCode": 401}
+
+
 @dataclass
 class WebSocketRoutes:
     streams: StreamStore
     subscriptions: SubscriptionStore
     connections: Connections
+    require_identity: bool = False
+    """`PTS_AUTH=jwt`: every connection has an authorizer's `sub`, and streams an owner."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebSocketRoutes:
@@ -94,21 +106,24 @@ class WebSocketRoutes:
             StreamStore(settings.table, retention_days=settings.retention_days),
             SubscriptionStore(settings.connections_table),
             Connections(settings.ws_management_url),
+            require_identity=settings.auth == "jwt",
         )
 
     def handle(self, event: APIGatewayWebSocketEvent) -> dict[str, Any]:
         context = event.request_context
         connection_id = context.connection_id
         route = context.route_key
+        sub = connected_sub(event.raw_event.get("requestContext") or {})
         if route == "$connect":
-            return OK
+            # Without the authorizer (a misconfigured API) nobody gets in, rather than all.
+            return UNAUTHORIZED if self.require_identity and sub is None else OK
         if route == "$disconnect":
             self.subscriptions.remove_connection(connection_id)
             return OK
         try:
             body = self._body(event)
             if route == "subscribe":
-                self.subscribe(connection_id, _stream_id(body), _after(body))
+                self.subscribe(connection_id, _stream_id(body), _after(body), sub)
             elif route == "unsubscribe":
                 self.unsubscribe(connection_id, _stream_id(body))
             else:
@@ -134,9 +149,16 @@ class WebSocketRoutes:
             raise BadMessage("message must be a JSON object")
         return body
 
-    def subscribe(self, connection_id: str, stream_id: str, after: int) -> None:
+    def subscribe(
+        self, connection_id: str, stream_id: str, after: int, sub: str | None = None
+    ) -> None:
         if not protocol.is_valid_id(stream_id):
             raise BadMessage("unknown stream", _echo(stream_id))
+        if self.require_identity:
+            # Owner and sharing never change, so checking them before registering is safe.
+            stream = self.streams.get_stream(stream_id) if sub is not None else None
+            if stream is None or not stream.readable_by(sub or ""):
+                raise BadMessage("unknown stream", stream_id)
         # Register first, read second: a batch written in between reaches this viewer
         # through the fan-out (maybe also in the snapshot; the client drops seq <= last).
         self.subscriptions.subscribe(connection_id, stream_id)

@@ -1,5 +1,6 @@
 """template.yaml: valid SAM, valid CloudFormation once transformed, and the properties the
-architecture depends on (docs/architecture.md) actually present in what CloudFormation would deploy.
+architecture depends on (docs/architecture.md) actually present in what CloudFormation would
+deploy.
 
 Nothing here calls AWS: `sam validate` runs with `--lint` only (without it SAM CLI asks IAM
 for managed policies), and AWS endpoints point at a closed port to prove it.
@@ -140,8 +141,8 @@ def test_streams_table_streams_new_images_and_expires_items(
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
     indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
-    assert [k["AttributeName"] for k in indexes["ChatsByCreatedAt"]["KeySchema"]] == [
-        "chatList",
+    assert [k["AttributeName"] for k in indexes["ChatsByOwner"]["KeySchema"]] == [
+        "chatOwner",
         "createdAt",
     ]
     assert [k["AttributeName"] for k in indexes["ActiveStreams"]["KeySchema"]] == [
@@ -182,6 +183,7 @@ def test_every_function_is_python313_on_arm64_with_the_layer(
         "FanoutFunction",
         "FanoutWorkerFunction",
         "SweeperFunction",
+        "AuthorizerFunction",
     }
     (layer_id,) = of_type(transformed, "AWS::Lambda::LayerVersion")
     for name, function in functions.items():
@@ -281,11 +283,74 @@ def test_websocket_routes_all_reach_the_websocket_function(transformed: dict[str
     assert routes == {"$connect", "$disconnect", "subscribe", "unsubscribe", "$default"}
     for integration in of_type(transformed, "AWS::ApiGatewayV2::Integration").values():
         assert integration["IntegrationType"] == "AWS_PROXY"
-        assert integration["IntegrationUri"]["Fn::Sub"][1] == {
-            "FunctionArn": {"Fn::GetAtt": ["WebSocketFunction", "Arn"]}
-        }
+        uri = integration["IntegrationUri"]["Fn::Sub"]
+        if isinstance(uri, list):  # SAM's routes
+            assert uri[1] == {"FunctionArn": {"Fn::GetAtt": ["WebSocketFunction", "Arn"]}}
+        else:  # $connect, declared apart for its conditional authorizer
+            assert "${WebSocketFunction.Arn}" in uri
     stage = only(transformed, "AWS::ApiGatewayV2::Stage")
     assert stage["StageName"] == {"Ref": "StageName"}
+    assert stage["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "WebSocketThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "WebSocketThrottlingBurstLimit"},
+    }
+
+
+def test_connect_has_the_jwt_authorizer_in_jwt_mode_only(transformed: dict[str, Any]) -> None:
+    resources = transformed["Resources"]
+    assert transformed["Parameters"]["AuthMode"]["AllowedValues"] == ["none", "jwt"]
+    assert transformed["Conditions"]["JwtAuth"] == {"Fn::Equals": [{"Ref": "AuthMode"}, "jwt"]}
+    (connect,) = [
+        r
+        for r in of_type(transformed, "AWS::ApiGatewayV2::Route").values()
+        if r["RouteKey"] == "$connect"
+    ]
+    assert connect["AuthorizationType"] == {"Fn::If": ["JwtAuth", "CUSTOM", "NONE"]}
+    assert connect["AuthorizerId"] == {
+        "Fn::If": ["JwtAuth", {"Ref": "WebSocketConnectAuthorizer"}, {"Ref": "AWS::NoValue"}]
+    }
+    others = [
+        r
+        for r in of_type(transformed, "AWS::ApiGatewayV2::Route").values()
+        if r["RouteKey"] != "$connect"
+    ]
+    assert all(r.get("AuthorizationType", "NONE") == "NONE" for r in others)
+    authorizer = resources["WebSocketConnectAuthorizer"]
+    assert authorizer["Condition"] == "JwtAuth"
+    assert authorizer["Properties"]["AuthorizerType"] == "REQUEST"
+    assert authorizer["Properties"]["IdentitySource"] == ["route.request.querystring.token"]
+    assert "${AuthorizerFunction.Arn}" in authorizer["Properties"]["AuthorizerUri"]["Fn::Sub"]
+    permission = resources["AuthorizerPermission"]
+    assert permission["Condition"] == "JwtAuth"
+    assert permission["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    assert permission["Properties"]["SourceArn"]["Fn::Sub"].endswith(
+        "${WebSocketApi}/authorizers/${WebSocketConnectAuthorizer}"
+    )
+    for name in ("AuthorizerFunction", "AuthorizerFunctionRole", "AuthorizerFunctionLogGroup"):
+        assert resources[name]["Condition"] == "JwtAuth", name
+    # The authorizer needs no AWS permission beyond its logs and traces.
+    assert statements(transformed, "AuthorizerFunctionRole") == []
+
+
+def test_cognito_is_created_only_without_an_issuer(transformed: dict[str, Any]) -> None:
+    resources = transformed["Resources"]
+    for name in ("UserPool", "UserPoolDomain", "UserPoolClient", "ManagedLoginBranding"):
+        assert resources[name]["Condition"] == "CreateUserPool", name
+    client = resources["UserPoolClient"]["Properties"]
+    assert client["GenerateSecret"] is False  # a public client: PKCE binds the code
+    assert client["AllowedOAuthFlows"] == ["code"]
+    assert resources["UserPool"]["Properties"]["AdminCreateUserConfig"] == {
+        "AllowAdminCreateUserOnly": True
+    }
+    env = resources["StreamFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["PTS_AUTH"] == {"Ref": "AuthMode"}
+    assert env["PTS_JWT_AUDIENCE"] == {
+        "Fn::If": ["CreateUserPool", {"Ref": "UserPoolClient"}, {"Ref": "JwtAudience"}]
+    }
+    # No limit in AuthMode none, where everybody is one user.
+    assert env["PTS_MAX_ACTIVE_STREAMS_PER_USER"] == {
+        "Fn::If": ["JwtAuth", {"Ref": "MaxActiveStreamsPerUser"}, ""]
+    }
 
 
 def test_manage_connections_is_scoped_to_this_api(transformed: dict[str, Any]) -> None:

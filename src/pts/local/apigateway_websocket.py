@@ -1,7 +1,9 @@
 """What API Gateway does for a WebSocket API of `template.yaml`, minus the network.
 
 The API and its routes come from the template (its `AWS::Serverless::WebSocketApi`'s
-`Routes`), routes are selected with the API's own
+`Routes`, and `AWS::ApiGatewayV2::Route`s of that API declared apart, with their integration
+and, if their `AuthorizationType` is `CUSTOM`, their Lambda REQUEST authorizer), routes are
+selected with the API's own
 `RouteSelectionExpression`, and the Lambda proxy integration events are shaped as AWS shapes
 them (see `events/websocket-*.json`). `gateway` puts this on a socket.
 """
@@ -18,11 +20,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pts.local.intrinsics import function_ids
+from pts.local.functions import REGION
+from pts.local.intrinsics import function_ids, refers_to
 from pts.local.template import Template
 
 CONNECT, DISCONNECT, DEFAULT = "$connect", "$disconnect", "$default"
 SAM_DEFAULT_STAGE = "default"  # what SAM names the stage when `StageName` is left out
+ACCOUNT = "000000000000"
 
 # Handshake headers API Gateway does not pass on to the integration.
 _HOP_BY_HOP = frozenset({"connection", "upgrade"})
@@ -42,6 +46,28 @@ def request_time(epoch_ms: int) -> str:
 
 
 @dataclass(frozen=True)
+class Authorizer:
+    """A Lambda REQUEST authorizer of a route (on WebSocket APIs: `$connect` only)."""
+
+    logical_id: str
+    function: str
+    """Logical id of the function it invokes."""
+    identity_sources: tuple[str, ...] = ()
+    """`route.request.querystring.NAME` / `route.request.header.NAME`: without them API
+    Gateway refuses the request (401) without invoking the authorizer."""
+
+    def missing_identity(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        """The first identity source the request lacks (or has empty), else None."""
+        lower = {name.lower(): value for name, value in headers.items()}
+        for source in self.identity_sources:
+            kind, _, name = source.removeprefix("route.request.").partition(".")
+            value = query.get(name) if kind == "querystring" else lower.get(name.lower())
+            if not value:
+                return source
+        return None
+
+
+@dataclass(frozen=True)
 class WebSocketApi:
     """One WebSocket API of the template: its routes, each to the function it invokes."""
 
@@ -50,6 +76,8 @@ class WebSocketApi:
     stage: str
     routes: Mapping[str, str]
     """Route key → logical id of the function (Lambda proxy integration)."""
+    authorizers: Mapping[str, Authorizer] = field(default_factory=dict)
+    """Route key → its authorizer, for routes with `AuthorizationType: CUSTOM`."""
 
     @property
     def api_id(self) -> str:
@@ -78,8 +106,43 @@ class WebSocketApi:
             if targets:
                 routes[key] = targets.pop()
         refs = template.parameter_defaults()
+        authorizers = {}
+        integrations = template.of_type("AWS::ApiGatewayV2::Integration")
+        for route in template.of_type("AWS::ApiGatewayV2::Route").values():
+            if not refers_to(route.get("ApiId"), name):
+                continue
+            key = str(route["RouteKey"])
+            target = route.get("Target")
+            for integration_id, integration in integrations.items():
+                if refers_to(target, integration_id):
+                    found = function_ids(integration.get("IntegrationUri"), functions)
+                    if found:
+                        routes[key] = found.pop()
+            if template.resolve(route.get("AuthorizationType", "NONE"), refs) == "CUSTOM":
+                authorizers[key] = cls._authorizer(template, route.get("AuthorizerId"))
         stage = template.resolve(props.get("StageName", SAM_DEFAULT_STAGE), refs)
-        return cls(name, props["RouteSelectionExpression"], stage or SAM_DEFAULT_STAGE, routes)
+        return cls(
+            name,
+            props["RouteSelectionExpression"],
+            stage or SAM_DEFAULT_STAGE,
+            routes,
+            authorizers,
+        )
+
+    @staticmethod
+    def _authorizer(template: Template, authorizer_id: Any) -> Authorizer:
+        chosen = template.choose(authorizer_id)
+        for logical_id, props in template.of_type("AWS::ApiGatewayV2::Authorizer").items():
+            if not refers_to(chosen, logical_id):
+                continue
+            if props.get("AuthorizerType") != "REQUEST":
+                raise ValueError(f"{logical_id}: the local gateway runs REQUEST authorizers only")
+            found = function_ids(props.get("AuthorizerUri"), template.functions())
+            if not found:
+                raise ValueError(f"{logical_id}: no function of the template behind it")
+            sources = tuple(str(s) for s in props.get("IdentitySource", []))
+            return Authorizer(logical_id, found.pop(), sources)
+        raise ValueError(f"a CUSTOM route names no authorizer of the template: {authorizer_id!r}")
 
 
 class RouteSelector:
@@ -146,6 +209,9 @@ class ConnectionInfo:
     connected_at: int = field(default_factory=lambda: int(time.time() * 1000))
     """Epoch milliseconds."""
     last_active_at: int = 0
+    authorizer: Mapping[str, Any] | None = None
+    """What its `$connect` authorizer returned (`principalId` and context): API Gateway
+    repeats it as `requestContext.authorizer` in every event of the connection."""
 
     def __post_init__(self) -> None:
         self.last_active_at = self.last_active_at or self.connected_at
@@ -176,6 +242,32 @@ class EventFactory:
             "domainName": self.domain_name,
             "connectionId": connection.connection_id,
             "apiId": self.api.api_id,
+            **({"authorizer": dict(connection.authorizer)} if connection.authorizer else {}),
+        }
+
+    def method_arn(self, route_key: str) -> str:
+        """The `methodArn` an authorizer is asked about (the local account is all zeros)."""
+        api = f"{self.api.api_id}/{self.api.stage}"
+        return f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api}/{route_key}"
+
+    def authorizer_request(
+        self,
+        connection: ConnectionInfo,
+        headers: Iterable[tuple[str, str]],
+        query: Iterable[tuple[str, str]] = (),
+    ) -> dict[str, Any]:
+        """A Lambda REQUEST authorizer's event for `$connect` (events/websocket-authorizer-
+        request.json): the handshake's headers and query, and the connect's context."""
+        connect = self.connect(connection, headers, query)
+        return {
+            "type": "REQUEST",
+            "methodArn": self.method_arn(CONNECT),
+            "headers": connect["headers"],
+            "multiValueHeaders": connect["multiValueHeaders"],
+            "queryStringParameters": connect.get("queryStringParameters", {}),
+            "multiValueQueryStringParameters": connect.get("multiValueQueryStringParameters", {}),
+            "stageVariables": {},
+            "requestContext": connect["requestContext"],
         }
 
     def connect(

@@ -28,6 +28,11 @@ Deviations from AWS (kept deliberately simple):
   concurrently); no permessage-deflate; keepalive pings every 20 s;
 - `$connect` answers only accept or reject (no subprotocol or header mapping); a `$connect`
   function that raises rejects the handshake with 500; route responses are ignored;
+- a `$connect` with a Lambda REQUEST authorizer runs it first, as API Gateway does: a missing
+  identity source is a 401 without invoking it, `Unauthorized` raised is a 401, any other
+  error a 500, a policy that does not allow this `$connect` a 403; an allowed connection's
+  `principalId` and context become `requestContext.authorizer` of `$connect` and of every
+  later event. No result caching (WebSocket authorizers have none);
 - `disconnectReason` texts are approximations of API Gateway's.
 """
 
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import http
 import json
 import logging
@@ -53,6 +59,7 @@ from websockets.http11 import Request, Response
 from pts.local.apigateway_websocket import (
     CONNECT,
     DISCONNECT,
+    Authorizer,
     ConnectionInfo,
     EventFactory,
     RouteSelector,
@@ -60,6 +67,7 @@ from pts.local.apigateway_websocket import (
     api_gateway_id,
 )
 from pts.local.connections_endpoint import ConnectionRegistry, LiveConnection
+from pts.local.functions import FunctionError
 
 logger = logging.getLogger(__name__)
 logging.getLogger("websockets.server").setLevel(logging.WARNING)  # a line per connection
@@ -165,19 +173,52 @@ class LocalGateway:
             source_ip=connection.remote_address[0],
             user_agent=request.headers.get("User-Agent"),
         )
+        headers = list(request.headers.raw_items())
+        query = parse_qsl(url.query, keep_blank_values=True)
+        authorizer = self.api.authorizers.get(CONNECT)
+        if authorizer is not None:
+            status = await self._authorize(authorizer, info, headers, query)
+            if status != 200:
+                return _refuse(connection, status)
         if CONNECT in self.api.routes:
-            event = self.events.connect(
-                info, request.headers.raw_items(), parse_qsl(url.query, keep_blank_values=True)
-            )
-            status = await self._connect_status(event)
+            status = await self._connect_status(self.events.connect(info, headers, query))
             if not 200 <= status < 300:
-                try:
-                    reason = http.HTTPStatus(status)
-                except ValueError:
-                    reason = http.HTTPStatus.FORBIDDEN
-                return connection.respond(reason, f"{reason.phrase}\n")
+                return _refuse(connection, status)
         self._opening[connection] = info
         return None
+
+    async def _authorize(
+        self,
+        authorizer: Authorizer,
+        info: ConnectionInfo,
+        headers: list[tuple[str, str]],
+        query: list[tuple[str, str]],
+    ) -> int:
+        """Run the `$connect` authorizer; 200 once `info` carries what it allowed."""
+        if authorizer.missing_identity(dict(headers), dict(query)) is not None:
+            return 401
+        event = self.events.authorizer_request(info, headers, query)
+        started = time.monotonic()
+        try:
+            invoke = self.functions[authorizer.function]
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, invoke, event)
+        except FunctionError as error:
+            if error.error_message == "Unauthorized":
+                return 401
+            logger.error("the $connect authorizer failed: %s", error.error_type)
+            return 500
+        except Exception:
+            logger.exception("the $connect authorizer failed")
+            return 500
+        if not _allows(result, event["methodArn"]):
+            return 403
+        context = result.get("context") or {}
+        info.authorizer = {
+            **{k: v for k, v in context.items() if isinstance(v, str | int | float | bool)},
+            "principalId": str(result.get("principalId", "")),
+            "integrationLatency": int((time.monotonic() - started) * 1000),
+        }
+        return 200
 
     async def _connect_status(self, event: dict[str, Any]) -> int:
         try:
@@ -264,6 +305,36 @@ class LocalGateway:
         invoke = self.functions[self.api.routes[route_key]]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, invoke, event)
+
+
+def _refuse(connection: ServerConnection, status: int) -> Response:
+    try:
+        reason = http.HTTPStatus(status)
+    except ValueError:
+        reason = http.HTTPStatus.FORBIDDEN
+    return connection.respond(reason, f"{reason.phrase}\n")
+
+
+def _allows(result: Any, method_arn: str) -> bool:
+    """Whether an authorizer's IAM policy allows `execute-api:Invoke` on `method_arn` (and
+    denies it nowhere): the check API Gateway makes on the answer."""
+    if not isinstance(result, dict) or not result.get("principalId"):
+        return False
+    statements = (result.get("policyDocument") or {}).get("Statement") or []
+    allowed = False
+    for statement in statements if isinstance(statements, list) else []:
+        actions = statement.get("Action", [])
+        resources = statement.get("Resource", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        resources = [resources] if isinstance(resources, str) else resources
+        if not any(fnmatch.fnmatchcase("execute-api:Invoke", a) for a in actions):
+            continue
+        if not any(fnmatch.fnmatchcase(method_arn, r) for r in resources):
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        allowed = allowed or statement.get("Effect") == "Allow"
+    return allowed
 
 
 def _close_status(connection: ServerConnection) -> tuple[int, str]:

@@ -173,6 +173,11 @@ class LocalIssuer:
         header = {"alg": "RS256", "kid": self._key.kid, "typ": "JWT"}
         return jwt.encode(header, payload, self._key, algorithms=["RS256"])
 
+    def rotate_key(self) -> None:
+        """Sign with a new key from now on and stop publishing the old one (a rotation at
+        its harshest: tokens signed with the old key are refused once verifiers refetch)."""
+        self._key = generate_key()
+
     def fetch(self, url: str) -> Any:
         """An in-process `pts.auth.Fetcher` for this issuer's documents (tests, one process)."""
         documents = {

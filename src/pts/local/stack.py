@@ -10,7 +10,11 @@
 - the DynamoDB stream triggers: an `event_source_mapping` poller per mapping invokes its
   function with Lambda's DynamoDB events;
 - the scheduled sweeper: its handler, invoked with EventBridge's event every
-  `PTS_SWEEP_INTERVAL_SECONDS`.
+  `PTS_SWEEP_INTERVAL_SECONDS`;
+- with `PTS_AUTH=jwt`, a local OpenID issuer (`pts.local.issuer`) on `PTS_ISSUER_PORT`
+  (default 8002), the chat page registered as its client: the template is read as deployed
+  with `AuthMode=jwt` and `JwtIssuer`/`JwtAudience` naming it, so the functions verify its
+  tokens and the WebSocket `$connect` runs the template's authorizer, as on AWS.
 
 Each function sees only its own environment, as on Lambda (`function_environment`): the
 variables the template gives it (and Globals), resolved locally (`Ref`s to the local tables,
@@ -30,12 +34,16 @@ import logging
 import os
 import signal
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import uvicorn
 
 from pts import aws
 from pts.local.apigateway_websocket import WebSocketApi
@@ -49,13 +57,19 @@ from pts.local.event_source_mapping import (
 from pts.local.functions import REGION, LocalFunction, WebFunction, lambda_environment
 from pts.local.gateway import IDLE_TIMEOUT, MAX_DURATION, LocalGateway
 from pts.local.intrinsics import refers_to
+from pts.local.issuer import Client, LocalIssuer
 from pts.local.lambda_endpoint import LambdaEndpoint
 from pts.local.template import Function, Template
 
 logger = logging.getLogger("pts.local")
 
-STACK_KNOBS = frozenset({"PTS_HTTP_PORT", "PTS_WS_PORT", "PTS_SWEEP_INTERVAL_SECONDS"})
+STACK_KNOBS = frozenset(
+    {"PTS_HTTP_PORT", "PTS_WS_PORT", "PTS_ISSUER_PORT", "PTS_SWEEP_INTERVAL_SECONDS"}
+)
 """The stack's own settings: read here, never passed to a function."""
+
+CHAT_CLIENT_ID = "pts-chat"
+"""The chat page's client id at the local issuer (and `pts token`'s)."""
 
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -77,6 +91,9 @@ class StackOptions:
     """Concurrent execution environments per function (invocations beyond wait)."""
     connections_post_delay: float = 0.0
     """Seconds the `@connections` endpoint waits before each POST (a slow API Gateway)."""
+    auth: str = "none"
+    """`PTS_AUTH`: `jwt` runs the local issuer and deploys the template with `AuthMode=jwt`."""
+    issuer_port: int = 8002
     data_dir: Path | None = None
     """Where the tables' items are kept between runs (`pts dev`: `.pts-local/`); None keeps
     everything in memory only."""
@@ -93,6 +110,8 @@ class StackOptions:
         return cls(
             http_port=int(env.get("PTS_HTTP_PORT") or cls.http_port),
             ws_port=int(env.get("PTS_WS_PORT") or cls.ws_port),
+            auth=(env.get("PTS_AUTH") or cls.auth).strip().lower(),
+            issuer_port=int(env.get("PTS_ISSUER_PORT") or cls.issuer_port),
             sweep_interval=float(env.get("PTS_SWEEP_INTERVAL_SECONDS") or cls.sweep_interval),
         )
 
@@ -154,6 +173,10 @@ class LocalStack:
         self.http_url = ""
         self.ws_url = ""
         self.ws_management_url = ""
+        self.issuer: LocalIssuer | None = None
+        self._issuer_server: uvicorn.Server | None = None
+        self._issuer_thread: threading.Thread | None = None
+        self._http_port = 0
 
     # -- environment -------------------------------------------------------------------
 
@@ -216,6 +239,11 @@ class LocalStack:
             "PTS_HTTP_URL": self.http_url,
             "PTS_WS_URL": self.ws_url,
             "PTS_WS_MANAGEMENT_URL": self.ws_management_url,
+            **(
+                {"PTS_ISSUER_URL": self.issuer.url, "PTS_JWT_CLIENT_ID": CHAT_CLIENT_ID}
+                if self.issuer
+                else {}
+            ),
         }
 
     @staticmethod
@@ -233,7 +261,12 @@ class LocalStack:
     async def start(self) -> None:
         """DynamoDB, then the sockets (so every URL is known before any function starts),
         the functions with their environment, and the services that invoke them."""
+        if self.options.auth not in ("none", "jwt"):
+            raise ValueError(f"PTS_AUTH must be 'none' or 'jwt', not {self.options.auth!r}")
         self._use_local_credentials()
+        self._http_port = self.options.http_port or _free_port(self.options.host)
+        if self.options.auth == "jwt":
+            await asyncio.to_thread(self._start_issuer)
         await asyncio.to_thread(self.dynamodb.start)
         self._bind_websocket()
         self._bind_lambda()
@@ -251,7 +284,7 @@ class LocalStack:
         starting = []
         for name, function in self.template.functions().items():
             if WebFunction.runs(function):
-                port = self.options.http_port or _free_port(self.options.host)
+                port = self._http_port
                 web = WebFunction(function, self.function_environment(function, PORT=str(port)))
                 self.web_functions[name] = web
                 starting.append(asyncio.to_thread(web.start))
@@ -268,6 +301,37 @@ class LocalStack:
         await asyncio.gather(*starting)
         if self.web_functions:
             self.http_url = next(iter(self.web_functions.values())).url
+
+    def _start_issuer(self) -> None:
+        """The local OpenID issuer on its own port and thread (uvicorn, out of the way of
+        the stack's loop and signals), the chat page its client; then the template is read
+        as deployed with `AuthMode=jwt` and this issuer."""
+        host = self.options.host
+        sock = socket.create_server((host, self.options.issuer_port))
+        url = f"http://{host}:{sock.getsockname()[1]}"
+        page = (f"http://{host}:{self._http_port}/", f"http://localhost:{self._http_port}/")
+        self.issuer = LocalIssuer(url, [Client(CHAT_CLIENT_ID, page)])
+        config = uvicorn.Config(self.issuer.app, log_level="warning", lifespan="off")
+        server = uvicorn.Server(config)
+        self._issuer_server = server
+        self._issuer_thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="local-issuer", daemon=True
+        )
+        self._issuer_thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and self._issuer_thread.is_alive():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the local issuer did not start")
+            time.sleep(0.01)
+        self.template.parameters.update(
+            {"AuthMode": "jwt", "JwtIssuer": url, "JwtAudience": CHAT_CLIENT_ID}
+        )
+        logger.info("OpenID issuer (dev): %s", url)
+
+    def _stop_issuer(self) -> None:
+        if self._issuer_server is not None and self._issuer_thread is not None:
+            self._issuer_server.should_exit = True
+            self._issuer_thread.join(10)
 
     def _bind_lambda(self) -> None:
         retries = {
@@ -390,6 +454,7 @@ class LocalStack:
         await asyncio.gather(*(asyncio.to_thread(web.stop) for web in self.web_functions.values()))
         if self.dynamodb.endpoint:
             await asyncio.to_thread(self.dynamodb.stop)
+        await asyncio.to_thread(self._stop_issuer)
 
     async def run(self, ready: Callable[[LocalStack], None] | None = None) -> None:
         """Start, report, and serve until SIGINT or SIGTERM."""

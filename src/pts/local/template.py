@@ -57,24 +57,61 @@ class Function:
 class Template:
     """The parts of the SAM template the local stack needs, with Globals applied."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, parameters: Mapping[str, str] | None = None):
         self.path = path = path or default_path()
         self.body: dict[str, Any] = yaml.load(path.read_text(), Loader=_CfnLoader)
         self.resources: dict[str, Any] = self.body.get("Resources", {})
+        self.parameters = dict(parameters or {})
+        """Parameter values this stack is deployed with (the rest keep their defaults), as
+        `sam deploy --parameter-overrides` gives them: `AuthMode=jwt`, say."""
 
     def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        """The resources of a type that exist with these parameters (their `Condition`)."""
         return {
             name: resource.get("Properties", {})
             for name, resource in self.resources.items()
             if resource.get("Type") == resource_type
+            and ("Condition" not in resource or self.condition(resource["Condition"]))
         }
 
     def parameter_defaults(self) -> dict[str, str]:
-        return {
+        """Every parameter's value as deployed here: the one given, else its default."""
+        defaults = {
             name: str(spec["Default"])
             for name, spec in self.body.get("Parameters", {}).items()
             if "Default" in spec
         }
+        return {**defaults, **self.parameters}
+
+    def condition(self, name: str) -> bool:
+        """A condition of the template, evaluated with the parameters' values."""
+        return self._truth(self.body.get("Conditions", {})[name])
+
+    def _truth(self, expression: Any) -> bool:
+        if not isinstance(expression, dict) or len(expression) != 1:
+            raise ValueError(f"not a condition: {expression!r}")
+        ((function, args),) = expression.items()
+        if function in ("Condition", "Fn::Condition"):  # `!Condition X` in YAML
+            return self.condition(args)
+        if function == "Fn::Not":
+            return not self._truth(args[0])
+        if function == "Fn::And":
+            return all(self._truth(arg) for arg in args)
+        if function == "Fn::Or":
+            return any(self._truth(arg) for arg in args)
+        if function == "Fn::Equals":
+            left, right = (self.resolve(arg, self.parameter_defaults()) for arg in args)
+            return left == right
+        raise ValueError(f"the local stack cannot evaluate {function}")
+
+    def choose(self, value: Any) -> Any:
+        """`value` with an `Fn::If` taken (None for `AWS::NoValue`), else as it is."""
+        while isinstance(value, dict) and set(value) == {"Fn::If"}:
+            name, then, otherwise = value["Fn::If"]
+            value = then if self.condition(name) else otherwise
+        if value == {"Ref": "AWS::NoValue"}:
+            return None
+        return value
 
     def tables(self) -> dict[str, dict[str, Any]]:
         return self.of_type("AWS::DynamoDB::Table")
@@ -104,7 +141,9 @@ class Template:
         return int(resolved)
 
     def resolve(self, value: Any, refs: Mapping[str, str]) -> str | None:
-        """A value with `Ref`s resolved from `refs`; None if it needs anything else."""
+        """A value with `Ref`s resolved from `refs` (and `Fn::If` taken); None if it needs
+        anything else."""
+        value = self.choose(value)
         if isinstance(value, str | int | float):
             return str(value)
         if isinstance(value, dict) and set(value) == {"Ref"}:
