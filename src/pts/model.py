@@ -18,6 +18,11 @@ ANONYMOUS = "anonymous"
 """The owner of everything in `PTS_AUTH=none` mode (the open demo): one user, everyone."""
 
 
+def readable_by(owner: str, shared: bool, sub: str) -> bool:
+    """The owner reads and watches a stream; anybody signed in does once it is shared."""
+    return shared or owner == sub
+
+
 @dataclass(frozen=True, slots=True)
 class Chat:
     chat_id: str
@@ -50,8 +55,7 @@ class Stream:
         return hmac.compare_digest(self.token_hash, hash_token(token))
 
     def readable_by(self, sub: str) -> bool:
-        """The owner reads and watches it; anybody signed in does once it is shared."""
-        return self.shared or self.owner == sub
+        return readable_by(self.owner, self.shared, sub)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,7 @@ class Body:
     shared: bool = False
 
     def readable_by(self, sub: str) -> bool:
-        return self.shared or self.owner == sub
+        return readable_by(self.owner, self.shared, sub)
 
 
 def new_id() -> str:

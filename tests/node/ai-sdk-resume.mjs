@@ -6,39 +6,10 @@
 // `prepareReconnectToStreamRequest` of docs/protocol.md, pointing it at
 // `GET /streams/{streamId}/events`. Prints what the chat ended with as one JSON line.
 
-import { AbstractChat, DefaultChatTransport } from "ai";
+import { Chat, PlainState, RecordingTransport } from "./chat-harness.mjs";
 
 const [httpUrl, streamId] = process.argv.slice(2);
 
-class RecordingTransport extends DefaultChatTransport {
-  parts = [];
-
-  processResponseStream(stream) {
-    const parts = this.parts;
-    return super.processResponseStream(stream).pipeThrough(
-      new TransformStream({
-        transform(part, controller) {
-          parts.push(part.type);
-          controller.enqueue(part);
-        },
-      }),
-    );
-  }
-}
-
-class PlainState {
-  status = "ready";
-  error = undefined;
-  messages = [];
-  pushMessage = (message) => { this.messages = [...this.messages, message]; };
-  popMessage = () => { this.messages = this.messages.slice(0, -1); };
-  replaceMessage = (index, message) => {
-    this.messages = this.messages.map((m, i) => (i === index ? message : m));
-  };
-  snapshot = (thing) => structuredClone(thing);
-}
-
-class Chat extends AbstractChat {}
 
 // What the page kept before the reload (docs/protocol.md keeps it in sessionStorage).
 const chatId = "a-chat-after-a-reload";

@@ -6,7 +6,7 @@
 // our server-sent events with its own schema and reader; this script only reports what the
 // chat ended with, one JSON line per prompt, for tests/integration/test_ai_sdk.py to check.
 
-import { AbstractChat, DefaultChatTransport } from "ai";
+import { Chat, PlainState, RecordingTransport } from "./chat-harness.mjs";
 
 // With `--one-chat`, every prompt is sent in one chat (one thread), as a conversation.
 const args = process.argv.slice(2);
@@ -45,37 +45,6 @@ function ptsTransport(base, created) {
   });
 }
 
-/** `DefaultChatTransport`, also keeping the type of each part its parser let through. */
-class RecordingTransport extends DefaultChatTransport {
-  parts = [];
-
-  processResponseStream(stream) {
-    const parts = this.parts;
-    return super.processResponseStream(stream).pipeThrough(
-      new TransformStream({
-        transform(part, controller) {
-          parts.push(part.type);
-          controller.enqueue(part);
-        },
-      }),
-    );
-  }
-}
-
-/** The smallest `ChatState`: what `useChat` keeps in React state, kept in plain fields. */
-class PlainState {
-  status = "ready";
-  error = undefined;
-  messages = [];
-  pushMessage = (message) => { this.messages = [...this.messages, message]; };
-  popMessage = () => { this.messages = this.messages.slice(0, -1); };
-  replaceMessage = (index, message) => {
-    this.messages = this.messages.map((m, i) => (i === index ? message : m));
-  };
-  snapshot = (thing) => structuredClone(thing);
-}
-
-class Chat extends AbstractChat {}
 
 let chat = null;
 let transport = null;
